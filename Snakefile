@@ -1,0 +1,143 @@
+"""bench pipeline: prepare data -> train reward models -> generate -> score -> tables / figures / report.
+
+    snakemake --cores all                                   # config/default.yaml (offline, small, ~30 min)
+    snakemake --cores 2 --configfile config/test.yaml       # tiny random models: the CI end-to-end test
+    snakemake -n --configfile config/paper.yaml             # the papers' scale (GPU cluster: --profile profiles/slurm)
+    snakemake --report results/report.html                  # HTML report with every table and figure
+
+Rules are thin: each calls one `bench` subcommand. Intermediates go under `work_dir` (runs/<name>/ by
+default), tables under `{results_dir}/tables/`, figures under `{figures_dir}/`. Every rule carries a
+`code` param, a hash of the bench sources it runs, so editing the package re-runs what it affects.
+"""
+
+import copy
+import hashlib
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, workflow.basedir)
+from bench.config import validate_config  # noqa: E402
+from bench.data.paths import data_dir as _default_data_dir  # noqa: E402
+
+# Not a `configfile:` directive: Snakemake would merge default.yaml UNDER a --configfile, leaking its keys
+# into e.g. the test config. default.yaml applies only when no --configfile is given.
+if not workflow.overwrite_configfiles:
+    _base = yaml.safe_load((Path(workflow.basedir) / "config" / "default.yaml").read_text())
+    _over = copy.deepcopy(dict(config))
+
+    def _merge(a, b):
+        for k, v in b.items():
+            a[k] = _merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return a
+
+    config.clear()
+    config.update(_merge(_base, _over))
+validate_config(config, source="snakemake config")
+
+W = config["work_dir"].rstrip("/")
+RESULTS = config["results_dir"].rstrip("/")
+FIGURES = config["figures_dir"].rstrip("/")
+SEED = config["seed"]
+BENCH = "python -m bench"
+TASKS = {name: t for name, t in config["tasks"].items() if t.get("enabled", True)}
+PARAMS = config["training"]["parametrizations"]
+DATA_DIR = Path(config["data_dir"]) if config["data_dir"] else _default_data_dir()
+
+
+# ---------------------------------------------------------------------------------------- code versions
+def _hash_sources():
+    root = Path(workflow.basedir) / "bench"
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
+
+
+CODE_FILES = _hash_sources()
+COMMON_CODE = ("__init__.py", "__main__.py", "cli.py", "errors.py", "config.py", "utils/", "models/")
+
+
+def code_version(*parts):
+    """Hash of the bench sources a rule runs: the common core plus the given subpackages / modules."""
+    h = hashlib.sha256()
+    for rel, digest in CODE_FILES.items():
+        wanted = COMMON_CODE + parts
+        if any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in wanted):
+            h.update(f"{rel}:{digest}\n".encode())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def res(rule_name, key):
+    """A rule's resource from config.resources.<rule> -> resources.default -> built-in default."""
+    builtin = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
+    r = config["resources"]
+    return r.get(rule_name, {}).get(key, r.get("default", {}).get(key, builtin[key]))
+
+
+def resolve_source(src):
+    """Hub id stays as is; a relative path resolves against data_dir (then the working directory)."""
+    p = Path(src)
+    if p.is_absolute():
+        return str(p)
+    if DATA_DIR is not None and (Path(DATA_DIR) / p).exists():
+        return str((Path(DATA_DIR) / p).resolve())
+    if p.exists():
+        return str(p.resolve())
+    return src
+
+
+def local_source(src):
+    """The source as a Snakemake input when it is a local file or folder (so edits re-run), else []."""
+    path = resolve_source(src)
+    return [path] if os.path.exists(path) else []
+
+
+def model_markers(*specs):
+    """Conversion markers of the embedded models among `specs` (bench convert runs once per model)."""
+    convert = set(config["models"]["convert"])
+    return [f"{W}/models/{s.split(':', 1)[1]}.json" for s in specs if s and s in convert]
+
+
+def fmt_beta(b):
+    return f"{float(b):g}"
+
+
+THREADS_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/report.smk"
+
+
+ANALYSIS_TARGETS = []
+if os.path.exists(os.path.join(workflow.basedir, "workflow", "rules", "analysis.smk")):
+
+    include: "workflow/rules/analysis.smk"
+
+
+def analysis_targets():
+    t = globals().get("ANALYSIS_TARGETS", [])
+    return list(t() if callable(t) else t)
+
+
+report: "workflow/report/workflow.rst"
+
+
+localrules: all, merge_splits, tables, figures
+
+
+rule all:
+    input:
+        report_targets(),
+        analysis_targets(),
+        agreement_targets(),
+    default_target: True

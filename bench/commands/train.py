@@ -1,0 +1,113 @@
+"""`bench train`: train one reward parametrization on a labelled JSONL split (resumes from `<out>.ckpt/`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+
+import torch
+
+from bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.rewards.registry import PARAMETRIZATIONS
+    from bench.training.trainer import AMP_MODES, SCHEDULES, TrainConfig
+
+    d = TrainConfig()
+    parser.add_argument("--parametrization", required=True, choices=sorted(PARAMETRIZATIONS))
+    parser.add_argument("--backbone", default=None,
+                        help="trunk model spec (default for arm-distill: the teacher's backbone)")
+    parser.add_argument("--num-layers", type=int, default=None, help="keep the first N transformer blocks")
+    parser.add_argument("--train", required=True, help="training JSONL {text, labels}")
+    parser.add_argument("--heldout", default=None, help="held-out JSONL for periodic evaluation")
+    parser.add_argument("--attributes", default=None, help="comma list (default: label keys of the first record)")
+    parser.add_argument("--steer-attribute", default=None, help="output used for steering (default: the first)")
+    parser.add_argument("--mlp-rank", type=int, default=None, help="arm-mlp bottleneck rank (default: hidden size)")
+    parser.add_argument("--teacher", default=None, help="arm-distill: trained rad reward-model folder")
+    parser.add_argument("--distill-base", default=None, help="arm-distill: base LM spec whose top-k are candidates")
+    parser.add_argument("--distill-k", type=int, default=8, help="arm-distill: candidates per prefix")
+    parser.add_argument("--prior-weight", type=float, default=0.1, help="arm-distill: baseline-prior weight")
+    parser.add_argument("--out", required=True, help="output reward-model folder")
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--grad-accum", type=int, default=d.grad_accum)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    parser.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
+    parser.add_argument("--max-length", type=int, default=d.max_length)
+    parser.add_argument("--eval-every", type=int, default=d.eval_every)
+    parser.add_argument("--eval-size", type=int, default=d.eval_size)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--amp", choices=AMP_MODES, default=d.amp)
+    parser.add_argument("--loss", default=d.loss, help="cumulative_mse | cumulative_bce | last_mse")
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument("--device", default=d.device)
+    parser.add_argument("--dtype", default="float32", help="trunk dtype (float32 | bfloat16 | float16)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.models.loading import load_tokenizer, resolve_device
+    from bench.rewards.base import RewardConfig
+    from bench.rewards.registry import build_reward_model, read_reward_config
+    from bench.training.collate import LabeledTexts, first_label_keys
+    from bench.training.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+                      weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
+                      max_grad_norm=args.max_grad_norm, max_length=args.max_length, eval_every=args.eval_every,
+                      eval_size=args.eval_size, seed=args.seed, amp=args.amp, loss=args.loss,
+                      checkpoint_every=args.checkpoint_every, device=args.device).validate()
+    distill = args.parametrization == "arm-distill"
+    if distill and not args.teacher:
+        raise ConfigError("--parametrization arm-distill needs --teacher <trained rad folder>")
+    if args.teacher and not distill:
+        raise ConfigError(f"--teacher is only used by arm-distill, not '{args.parametrization}'")
+    backbone = args.backbone
+    if backbone is None:
+        if not distill:
+            raise ConfigError("--backbone is required")
+        backbone = read_reward_config(args.teacher).backbone
+    attributes = ([a.strip() for a in args.attributes.split(",") if a.strip()] if args.attributes
+                  else first_label_keys(args.train))
+    extra = {"train_file": str(args.train)}
+    if distill:
+        extra.update(teacher=str(args.teacher), distill_base=args.distill_base, distill_k=args.distill_k,
+                     prior_weight=args.prior_weight)
+    rconfig = RewardConfig(parametrization=args.parametrization, backbone=backbone, num_layers=args.num_layers,
+                           attributes=attributes, steer_attribute=args.steer_attribute, mlp_rank=args.mlp_rank,
+                           dtype=args.dtype, extra=extra)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # head initialisation (arm-mlp's random A, rad's head)
+    model = build_reward_model(rconfig, device=device)
+    tok = load_tokenizer(backbone)
+    train = LabeledTexts.from_jsonl(args.train, tok, attributes, cfg.max_length)
+    heldout = (LabeledTexts.from_jsonl(args.heldout, tok, attributes, cfg.max_length, limit=cfg.eval_size)
+               if args.heldout else None)
+    objective = None
+    if distill:
+        objective = _distill_objective(args, model, backbone, attributes, device)
+    trainer = Trainer(model, cfg, train, heldout, args.out, pad_id=tok.pad_token_id, objective=objective)
+    summary = trainer.train()
+    final = summary["final"]
+    print(json.dumps({"out": str(args.out), "steps_per_s": summary["steps_per_s"],
+                      "heldout_mse": final.get("heldout_mse"), "heldout_auc": final.get("heldout_auc")}))
+    return 0
+
+
+def _distill_objective(args, model, backbone: str, attributes: list[str], device):
+    from bench.models.loading import load_causal_lm
+    from bench.training.distill import DistillConfig, DistillObjective, check_student_teacher, load_teacher
+
+    teacher = load_teacher(args.teacher, device)
+    check_student_teacher(model, teacher, backbone, teacher.config.backbone, args.distill_base)
+    base = load_causal_lm(args.distill_base, device=str(device)) if args.distill_base else None
+    dcfg = DistillConfig(num_candidates=args.distill_k, prior_weight=args.prior_weight, prior_tokens=args.distill_k)
+    log.info("distilling %s -> arm-distill (%s)", args.teacher, dataclasses.asdict(dcfg))
+    return DistillObjective(teacher, dcfg, attributes, base_lm=base)

@@ -1,0 +1,112 @@
+"""RealToxicityPrompts prompts for detoxification: non-toxic prompts (Perspective toxicity < 0.5) with
+their Perspective scores kept, so the offline scorer's agreement with Perspective can be measured.
+
+Local: a JSONL in the RTP schema (mirror: `rtp/decodingtrust_nontoxic.jsonl`). Hub: `allenai/real-toxicity-prompts`
+(one split, ~99k rows). Both are filtered to prompt toxicity < `max_toxicity` and then sampled with a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from bench.data.paths import data_dir
+from bench.data.sources import Records, SourceInfo, load_hub, progress, require_file, resolve_source
+from bench.data.splits import sample_records
+from bench.errors import DataError
+from bench.utils.io import iter_jsonl
+
+log = logging.getLogger(__name__)
+
+HUB_ID = "allenai/real-toxicity-prompts"
+MIRROR = "rtp/decodingtrust_nontoxic.jsonl"
+PAPER_SIZE = 10_000
+
+
+def default_source() -> str:
+    root = data_dir()
+    return MIRROR if root is not None and (root / MIRROR).exists() else HUB_ID
+
+
+def _scores(block: Any, where: str) -> dict[str, float | None]:
+    if block is None:
+        return {}
+    if not isinstance(block, dict):
+        raise DataError(f"{where}: expected an object of Perspective scores, got {type(block).__name__}")
+    out = {}
+    for k, v in block.items():
+        if k == "text":
+            continue
+        if v is not None and not isinstance(v, (int, float)):
+            raise DataError(f"{where}: field {k!r}: expected a number or null, got {v!r}")
+        out[k] = None if v is None else float(v)
+    return out
+
+
+def _convert(rows: Iterable[tuple[str, int, dict]], info: SourceInfo, max_toxicity: float) -> list[dict]:
+    out = []
+    for where, index, rec in progress(rows, "RTP prompts"):
+        info.read += 1
+        prompt = rec.get("prompt")
+        if not isinstance(prompt, dict) or not isinstance(prompt.get("text"), str):
+            raise DataError(f"{where}: expected field 'prompt' as an object with a string 'text' (RTP schema)")
+        text = prompt["text"]
+        if not text.strip():
+            info.skip("empty_prompt")
+            continue
+        scores = _scores(prompt, f"{where}: prompt")
+        tox = scores.get("toxicity")
+        if tox is None:
+            info.skip("no_prompt_toxicity")
+            continue
+        if not tox < max_toxicity:
+            info.skip("prompt_toxicity_ge_max")
+            continue
+        out.append({
+            "id": f"rtp-{index:06d}",
+            "prompt": text,
+            "source": info.source,
+            "prompt_toxicity": tox,
+            "perspective": scores,
+            "continuation_perspective": _scores(rec.get("continuation"), f"{where}: continuation"),
+            "challenging": bool(rec.get("challenging", False)),
+            "filename": rec.get("filename"),
+        })
+    return out
+
+
+def load_rtp(
+    source: str | None = None,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    max_toxicity: float = 0.5,
+    allow_fewer: bool = False,
+) -> Records:
+    """Prompt records `{"id", "prompt", "source", "prompt_toxicity", "perspective", "continuation_perspective"}`.
+
+    Ids are `rtp-<row index in the source>`, so they stay the same whatever the sample.
+    """
+    source = source or default_source()
+    res = resolve_source(source)
+    info = SourceInfo(dataset="rtp", kind=res.kind, source=res.value, split="train")
+    info.extra.update(max_toxicity=max_toxicity, seed=seed, n=n)
+    if res.kind == "local":
+        path = require_file(res.path, "RealToxicityPrompts JSONL")
+        info.files.append(str(path))
+        rows = ((f"{path}: line {ln}", i, rec) for i, (ln, rec) in enumerate(iter_jsonl(path)))
+    else:
+        ds = load_hub(res.value, "train", local_hint=MIRROR)
+        rows = ((f"{res.value}: row {i}", i, rec) for i, rec in enumerate(ds))
+    records = _convert(rows, info, max_toxicity)
+    if info.read == 0:
+        raise DataError(f"{info.source}: empty prompt file; expected RealToxicityPrompts JSONL records")
+    if not records:
+        raise DataError(f"{info.source}: no prompt left after filtering (read {info.read}, skipped {dict(info.skipped)})")
+    if info.skipped.get("empty_prompt"):
+        log.warning("%s: skipped %d empty prompts", info.source, info.skipped["empty_prompt"])
+    info.available = len(records)
+    records = sample_records(records, n, seed, allow_fewer=allow_fewer, what=f"RTP prompts from {info.source}")
+    info.kept = len(records)
+    info.log_summary()
+    return Records(records, info)

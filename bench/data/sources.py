@@ -1,0 +1,177 @@
+"""Resolve a data source string to a local file or a Hugging Face hub id, and record what was used.
+
+Every loader accepts the same kind of string: an existing path (absolute, or relative to the data mirror
+`bench.data.paths.data_dir()`) is read locally; anything else is a hub id loaded with
+`datasets.load_dataset`. Loaders return a `Records` list that carries a `SourceInfo` (which source, how many
+rows were read / kept / skipped and why), so a command can write it next to its output.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from bench.data.paths import data_dir
+from bench.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Suffixes that mark a source string as a file the user meant (so a typo gives "file not found",
+# not a confusing hub error).
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".gz")
+
+
+@dataclass
+class SourceInfo:
+    """Which source a loader read and what it did with the rows; serialised to `<out>.source.json`."""
+
+    dataset: str
+    kind: str  # "local" | "hub"
+    source: str  # absolute path or hub id
+    split: str | None = None
+    files: list[str] = field(default_factory=list)
+    read: int = 0
+    kept: int = 0
+    available: int | None = None  # rows that passed the filters, before seeded sampling
+    skipped: Counter = field(default_factory=Counter)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] += n
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "kind": self.kind,
+            "source": self.source,
+            "split": self.split,
+            "files": list(self.files),
+            "read": self.read,
+            "kept": self.kept,
+            **({"available": self.available} if self.available is not None else {}),
+            "skipped": dict(sorted(self.skipped.items())),
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    def log_summary(self) -> None:
+        skipped = ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "none"
+        sampled = ""
+        if self.available not in (None, self.kept):
+            sampled = f" (sampled from {self.available} that passed the filters)"
+        log.info(
+            "%s: read %d rows from %s %s%s; kept %d%s; skipped: %s",
+            self.dataset, self.read, self.kind, self.source,
+            f" (split {self.split})" if self.split else "", self.kept, sampled, skipped,
+        )
+
+
+class Records(list):
+    """A plain list of record dicts that also carries the `SourceInfo` of where it came from."""
+
+    def __init__(self, items=(), info: SourceInfo | None = None):
+        super().__init__(items)
+        self.info = info
+
+
+@dataclass(frozen=True)
+class Resolved:
+    kind: str  # "local" | "hub"
+    value: str  # absolute path or hub id
+
+    @property
+    def path(self) -> Path:
+        return Path(self.value)
+
+
+def _looks_like_path(source: str) -> bool:
+    return (
+        source.startswith(("/", "./", "../", "~"))
+        or source.lower().endswith(FILE_SUFFIXES)
+        or source.count("/") > 1  # hub ids have at most one slash
+    )
+
+
+def resolve_source(source: str | os.PathLike) -> Resolved:
+    """An existing path (as given, or under the data mirror) is local; otherwise a hub id.
+
+    A string that clearly names a file (a path prefix or a data-file suffix) but does not exist raises a
+    DataError naming both places that were searched.
+    """
+    text = str(source).strip()
+    if not text:
+        raise DataError("empty data source: expected a file path or a Hugging Face hub id")
+    cand = Path(text).expanduser()
+    if cand.exists():
+        return Resolved("local", str(cand.resolve()))
+    root = data_dir()
+    if root is not None and not cand.is_absolute():
+        under = root / cand
+        if under.exists():
+            return Resolved("local", str(under.resolve()))
+    if _looks_like_path(text):
+        where = f" (also looked under the data dir {root})" if root is not None and not cand.is_absolute() else ""
+        raise DataError(
+            f"{text}: file not found{where}; set BENCH_DATA_DIR to the data mirror or pass an existing path"
+        )
+    return Resolved("hub", text)
+
+
+def progress(rows: Iterable, desc: str, total: int | None = None) -> Iterable:
+    """A tqdm bar over data rows (shown only on a terminal; big hub sets take a while)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(rows, desc=desc, total=total, unit=" rows", disable=None, mininterval=1.0, leave=False)
+
+
+def require_file(path: Path, what: str = "data file") -> Path:
+    if not path.exists():
+        raise DataError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise DataError(f"{path}: expected a {what}, got a directory")
+    return path
+
+
+def iter_text_lines(path: Path) -> Iterator[str]:
+    """Decode a file line by line as UTF-8 (BOM tolerated); a bad byte raises DataError naming the line."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
+    with open(require_file(path), "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}: line {lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def load_hub(hub_id: str, split: str, *, config: str | None = None, local_hint: str | None = None, **kwargs):
+    """`datasets.load_dataset(hub_id, config, split=split)` with an actionable error when it fails.
+
+    The common failure here is no network: the message says the hub could not be reached and names the local
+    mirror file to use instead.
+    """
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - datasets is a hard dependency in practice
+        raise DataError(f"{hub_id}: loading hub data sets needs the `datasets` package ({exc})") from exc
+    log.info("loading hub data set %s%s split=%s", hub_id, f" ({config})" if config else "", split)
+    try:
+        args = (hub_id, config) if config else (hub_id,)
+        return datasets.load_dataset(*args, split=split, **kwargs)
+    except Exception as exc:  # network, auth, unknown id, unknown split: all end here
+        root = data_dir()
+        hint = ""
+        if local_hint:
+            hint = f" Use the local mirror instead, e.g. --source {local_hint}"
+            hint += f" (data dir: {root})" if root is not None else " (set BENCH_DATA_DIR to the data mirror)"
+            hint += "."
+        else:
+            hint = " Pass a local file instead (a path, absolute or relative to BENCH_DATA_DIR)."
+        raise DataError(
+            f"{hub_id}: could not load this Hugging Face hub data set (split {split!r}): "
+            f"the hub could not be reached or the id/split does not exist "
+            f"[{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}].{hint}"
+        ) from exc

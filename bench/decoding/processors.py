@@ -1,0 +1,138 @@
+"""Logits processors for reward-guided decoding with `model.generate`.
+
+* `TopKRewardLogitsProcessor`: keep the base LM's top-k next tokens, add `beta * r` (toward) or
+  `beta * (1 - r)` (away) with r the clamped reward of prefix+candidate; everything else is -inf.
+  With no reward model (or beta = 0) it is exactly plain top-k.
+* `RowSeededSampler`: draws the next token of every row from its OWN generator (seeded per prompt and
+  sample) and returns a one-hot score row, so `generate`'s own sampling can only pick that token. A
+  prompt's samples then do not depend on which batch it is in or on the padding of that batch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import LogitsProcessor
+
+from bench.errors import ConfigError
+from bench.rewards.base import PrefixCache, RewardModel
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("away", "toward")
+
+
+class TopKRewardLogitsProcessor(LogitsProcessor):
+    """RAD-style top-k reweighting; keeps the reward model's prefix cache across decoding steps."""
+
+    def __init__(self, reward_model: RewardModel | None, top_k: int, beta: float = 0.0, direction: str = "away",
+                 attribute: str | None = None, attention_mask: torch.Tensor | None = None,
+                 vocab_size: int | None = None) -> None:
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"direction '{direction}': expected one of {list(DIRECTIONS)}")
+        beta = float(beta)
+        if not beta >= 0:  # also refuses NaN
+            raise ConfigError(f"beta={beta}: expected a number >= 0")
+        top_k = int(top_k)
+        if vocab_size is None and reward_model is not None:
+            vocab_size = reward_model.vocab_size
+        if top_k < 1 or (vocab_size is not None and top_k > vocab_size):
+            raise ConfigError(f"top_k={top_k}: expected 1 <= top_k <= vocabulary size ({vocab_size})")
+        self.reward_model = reward_model
+        self.top_k = top_k
+        self.beta = beta
+        self.direction = direction
+        self.steer_index = 0
+        if reward_model is not None:
+            cfg = reward_model.config
+            name = attribute or cfg.steer_attribute
+            if name not in cfg.attributes:
+                raise ConfigError(f"attribute '{name}': the reward model outputs {cfg.attributes}")
+            self.steer_index = cfg.attributes.index(name)
+            self.attribute = name
+        else:
+            self.attribute = attribute
+        self.state: PrefixCache | None = reward_model.new_state() if reward_model is not None else None
+        self.attention_mask = attention_mask
+        self.reward_calls = 0
+
+    @property
+    def guided(self) -> bool:
+        return self.reward_model is not None and self.beta > 0
+
+    def set_attention_mask(self, attention_mask: torch.Tensor | None) -> None:
+        """The (left-padded) prompts' mask for the next `generate` call, already expanded per sample."""
+        self.attention_mask = attention_mask
+
+    def reset(self) -> None:
+        if self.state is not None:
+            self.state.reset()
+
+    def full_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Prompt mask followed by ones for the generated positions."""
+        b, t = input_ids.shape
+        prompt = self.attention_mask
+        if prompt is None:
+            return torch.ones_like(input_ids)
+        prompt = prompt.to(input_ids.device, dtype=torch.long)
+        if prompt.shape[0] != b or prompt.shape[1] > t:
+            raise ConfigError(
+                f"attention_mask of shape {tuple(prompt.shape)} does not fit the batch {tuple(input_ids.shape)}: "
+                "pass the prompts' mask expanded for num_return_sequences (set_attention_mask before generate)"
+            )
+        return torch.cat([prompt, torch.ones_like(input_ids[:, prompt.shape[1]:])], dim=1)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        k = min(self.top_k, scores.shape[-1])
+        values, idx = scores.topk(k, dim=-1)
+        if self.guided:
+            mask = self.full_mask(input_ids)
+            rm_device = self.reward_model.head.weight.device if hasattr(self.reward_model, "head") else \
+                next(self.reward_model.parameters()).device
+            r = self.reward_model.score_candidates(input_ids.to(rm_device), mask.to(rm_device), idx.to(rm_device),
+                                                   self.state)
+            self.reward_calls += self.reward_model.calls_per_token(k)
+            r = r[..., self.steer_index].float().clamp(0.0, 1.0).to(scores.device)
+            bonus = self.beta * (r if self.direction == "toward" else 1.0 - r)
+            values = values + bonus.to(values.dtype)
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(-1, idx, values)
+        return out
+
+
+def row_seed(seed: int, key: str, sample: int) -> int:
+    """A 63-bit seed from (run seed, prompt key, sample index), stable across Python runs and platforms."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{int(seed)}\x00{key}\x00{int(sample)}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class RowSeededSampler(LogitsProcessor):
+    """Sample each row with its own CPU generator; return 0 at the drawn token and -inf elsewhere.
+
+    Inverse-CDF sampling with one uniform per row and step: the draw of row i depends only on its own
+    scores and its own generator, never on the other rows of the batch.
+    """
+
+    def __init__(self, seeds: list[int]) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.generators = []
+        self.reset()
+
+    def reset(self) -> None:
+        self.generators = [torch.Generator(device="cpu").manual_seed(s) for s in self.seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        b = scores.shape[0]
+        if b != len(self.generators):
+            raise ConfigError(f"sampler has {len(self.generators)} row seeds but the batch has {b} rows")
+        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators])
+        probs = torch.softmax(scores.double(), dim=-1)
+        cdf = probs.cumsum(-1)
+        target = (u.to(scores.device) * cdf[:, -1]).unsqueeze(-1)
+        token = torch.searchsorted(cdf, target, right=True).clamp(max=scores.shape[-1] - 1)
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(-1, token, 0.0)
+        return out

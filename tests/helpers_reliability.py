@@ -1,0 +1,146 @@
+"""Shared tools of the reliability tests: run `python -m bench` as a subprocess, kill it mid-run,
+build tiny reward-model folders, and find what a failed or killed step left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_GPT2 = "random:tiny-gpt2?n_layer=2&n_embd=64&n_head=2&seed=0"
+
+
+def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """One thread per subprocess (the CPU is shared), the repo importable, no hub access attempted."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
+    env.update(extra or {})
+    return env
+
+
+def bench_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bench", *map(str, args)]
+
+
+def run_bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+              cwd: str | os.PathLike = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(bench_cmd(*args), cwd=cwd, env=bench_env(env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def command_available(name: str) -> bool:
+    return (REPO / "bench" / "commands" / f"{name.replace('-', '_')}.py").exists()
+
+
+def require_command(name: str) -> None:
+    """Skip (with the reason printed) while a subcommand another engineer writes has not landed yet."""
+    if not command_available(name):
+        pytest.skip(f"`bench {name}` is not implemented yet (bench/commands/{name.replace('-', '_')}.py missing)")
+
+
+def sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def temp_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Files that look half-written: atomic-write temporaries (`.<name>.*.tmp`), `*.tmp`, `*.partial*`."""
+    folder = Path(folder)
+    if not folder.exists():
+        return []
+    bad = []
+    for p in folder.rglob("*"):
+        name = p.name
+        if name.endswith(".tmp") or ".partial" in name or (name.startswith(".") and ".tmp" in name):
+            bad.append(p)
+    return sorted(bad)
+
+
+def kill_after(cmd: Sequence[str], ready: Callable[[], bool], delay: float, *, env: dict[str, str] | None = None,
+               timeout: float = 300, cwd: str | os.PathLike = REPO) -> str:
+    """Start `cmd`, wait until `ready()` (progress is visible on disk), sleep `delay`, then SIGKILL the process
+    group. Returns "killed", or "finished" if the command exited on its own first (then it must have exited 0)."""
+    proc = subprocess.Popen(list(cmd), cwd=cwd, env=bench_env(env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace")[-3000:]
+                assert proc.returncode == 0, f"{cmd} failed before progress appeared:\n{err}"
+                return "finished"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no progress within {timeout} s: {cmd}")
+            time.sleep(0.02)
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")[-3000:]
+                return "finished"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        return "killed"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        proc.stderr.close()
+
+
+def write_prompts(path: str | os.PathLike, n: int, prefix: str = "The weather today") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": f"p{i}", "prompt": f"{prefix} number {i} is", "source": "test"}) + "\n")
+    return path
+
+
+def write_train_split(path: str | os.PathLike, n: int, seed: int = 0) -> Path:
+    """A learnable toy signal: texts containing ' bad' are labelled toxic."""
+    import random
+
+    rng = random.Random(seed)
+    words = "the cat sat on a mat and looked at sun rain tree house good nice".split()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for _ in range(n):
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(4, 10)))
+            toxic = rng.random() < 0.5
+            if toxic:
+                text += " bad"
+            fh.write(json.dumps({"text": text, "labels": {"toxicity": float(toxic)}}) + "\n")
+    return path
+
+
+def make_reward_folder(folder: str | os.PathLike, parametrization: str = "rad", backbone: str = TINY_GPT2,
+                       num_layers: int = 1, attributes: Sequence[str] = ("toxicity",), seed: int = 0) -> Path:
+    """An untrained (seeded) reward-model folder in the standard format."""
+    import torch
+
+    from bench.rewards.base import RewardConfig
+    from bench.rewards.registry import build_reward_model, save_reward_model
+
+    baseline = parametrization in ("arm-baseline", "arm-distill")
+    cfg = RewardConfig(parametrization=parametrization, backbone=backbone, num_layers=num_layers,
+                       attributes=list(attributes), baseline=baseline)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_reward_model(cfg)
+        with torch.no_grad():  # non-zero heads so that rewards actually change the decoding
+            for name, p in model.named_parameters():
+                if p.requires_grad and not name.startswith(("backbone.", "trunk.")):
+                    p.normal_(0, 0.5)
+    save_reward_model(model, folder)
+    return Path(folder)

@@ -1,0 +1,82 @@
+# Stage 3: plain decoding and reward-guided decoding with each trained reward model over the beta / k sweep.
+#
+# A generation task ("gtask") is one prompt set steered one way:
+#   toxicity                              RTP non-toxic prompts, steer away from the toxicity attribute
+#   sentiment-to-<target>-from-<prompts>  sentiment prompts of one type, steer toward / away from the attribute
+
+
+def _gen_tasks():
+    out = {}
+    if "toxicity" in TASKS:
+        t = TASKS["toxicity"]
+        out["toxicity"] = dict(task="toxicity", prompts="rtp", direction=t["direction"], attribute=t["steer_attribute"])
+    if "sentiment" in TASKS:
+        t = TASKS["sentiment"]
+        for target, prompt_types in t["targets"].items():
+            for ptype in prompt_types:
+                out[f"sentiment-to-{target}-from-{ptype}"] = dict(
+                    task="sentiment",
+                    prompts=f"sentiment-{ptype}",
+                    direction="toward" if target == t["steer_attribute"] else "away",
+                    attribute=t["steer_attribute"],
+                )
+    return out
+
+
+GEN_TASKS = _gen_tasks()
+
+
+def gen_runs(gtask):
+    """Run names of one gtask: plain_b0_k{k} and {param}_b{beta}_k{k}."""
+    t = config["tasks"][GEN_TASKS[gtask]["task"]]
+    runs = [f"plain_b0_k{k}" for k in t["top_k"]] if config["generation"]["plain"] else []
+    runs += [f"{p}_b{fmt_beta(b)}_k{k}" for p in PARAMS for b in t["betas"] for k in t["top_k"]]
+    return runs
+
+
+def gen_reward_inputs(wc):
+    if wc.method == "plain":
+        return []
+    task = GEN_TASKS[wc.gtask]["task"]
+    return [f"{W}/rewards/{task}/{wc.method}/{f}" for f in REWARD_FILES]
+
+
+def gen_args(wc):
+    g = config["generation"]
+    info = GEN_TASKS[wc.gtask]
+    args = [
+        f"--base {shlex.quote(config['models']['base'])}",
+        "" if wc.method == "plain" else f"--reward {W}/rewards/{info['task']}/{wc.method}",
+        f"--beta {wc.beta} --top-k {wc.k} --direction {info['direction']} --attribute {info['attribute']}",
+        f"--num-samples {g['num_samples']} --max-new-tokens {g['max_new_tokens']} --batch-size {g['batch_size']}",
+        f"--seed {SEED} --task {wc.gtask}",
+        g["extra_args"],
+    ]
+    return " ".join(a for a in args if a)
+
+
+rule generate:
+    input:
+        prompts=lambda wc: f"{W}/data/prompts/{GEN_TASKS[wc.gtask]['prompts']}.jsonl",
+        reward=gen_reward_inputs,
+        models=model_markers(config["models"]["base"], config["models"]["reward_backbone"]),
+    output:
+        gen=f"{W}/gen/{{gtask}}/{{method}}_b{{beta}}_k{{k}}.jsonl",
+        meta=f"{W}/gen/{{gtask}}/{{method}}_b{{beta}}_k{{k}}.jsonl.meta.json",
+    wildcard_constraints:
+        gtask=r"toxicity|sentiment-to-\w+-from-\w+",
+        method="plain|rad|arm|arm-baseline|arm-mlp|arm-distill",
+        beta=r"[0-9.e+-]+",
+        k=r"\d+",
+    params:
+        args=gen_args,
+        code=code_version("commands/generate.py", "decoding/", "rewards/"),
+    log:
+        f"{W}/logs/generate/{{gtask}}/{{method}}_b{{beta}}_k{{k}}.log",
+    threads: res("generate", "threads")
+    resources:
+        mem_mb=res("generate", "mem_mb"),
+        runtime=res("generate", "runtime"),
+        gpu=res("generate", "gpu"),
+    shell:
+        THREADS_ENV + " {BENCH} generate --prompts {input.prompts} --out {output.gen} {params.args} > {log} 2>&1"

@@ -1,0 +1,64 @@
+# Stage 4: score every generation file (toxicity or sentiment, fluency, diversity) -> per-sample JSONL and a
+# one-row tidy summary CSV that the tables / figures read.
+
+SENTIMENT_CLF = f"{W}/sentiment_clf.json"
+
+
+def fluency_model():
+    return config["scoring"]["fluency_model"] or config["models"]["base"]
+
+
+def sentiment_scorer():
+    return config["scoring"]["sentiment_scorer"].replace("{sentiment_clf}", SENTIMENT_CLF)
+
+
+def score_inputs(wc):
+    extra = model_markers(fluency_model())
+    if GEN_TASKS[wc.gtask]["task"] == "sentiment" and "{sentiment_clf}" in config["scoring"]["sentiment_scorer"]:
+        extra.append(SENTIMENT_CLF)
+    return extra
+
+
+def score_args(wc):
+    s = config["scoring"]
+    metrics = "toxicity,fluency,diversity" if GEN_TASKS[wc.gtask]["task"] == "toxicity" else "sentiment,fluency,diversity"
+    args = [
+        f"--metrics {metrics}",
+        f"--toxicity-scorer {shlex.quote(s['toxicity_scorer'])}",
+        f"--sentiment-scorer {shlex.quote(sentiment_scorer())}",
+        f"--fluency-model {shlex.quote(fluency_model())}",
+        s["extra_args"],
+    ]
+    return " ".join(a for a in args if a)
+
+
+def summary_files():
+    return [f"{W}/scores/{g}/{run}.csv" for g in GEN_TASKS for run in gen_runs(g)]
+
+
+rule score:
+    input:
+        gen=f"{W}/gen/{{gtask}}/{{run}}.jsonl",
+        meta=f"{W}/gen/{{gtask}}/{{run}}.jsonl.meta.json",
+        extra=score_inputs,
+    output:
+        scores=f"{W}/scores/{{gtask}}/{{run}}.jsonl",
+        summary=f"{W}/scores/{{gtask}}/{{run}}.csv",
+    wildcard_constraints:
+        gtask=r"toxicity|sentiment-to-\w+-from-\w+",
+        run=r"[\w.+-]+",
+    params:
+        args=score_args,
+        # one cache per output: concurrent score jobs never share an SQLite file; reruns still hit it
+        cache=lambda wc: f"{W}/cache/{wc.gtask}/{wc.run}.sqlite",
+        code=code_version("commands/score.py", "metrics/"),
+    log:
+        f"{W}/logs/score/{{gtask}}/{{run}}.log",
+    threads: res("score", "threads")
+    resources:
+        mem_mb=res("score", "mem_mb"),
+        runtime=res("score", "runtime"),
+        gpu=res("score", "gpu"),
+    shell:
+        THREADS_ENV + " {BENCH} score --generations {input.gen} {params.args} --cache {params.cache}"
+        " --out-scores {output.scores} --out-summary {output.summary} > {log} 2>&1"

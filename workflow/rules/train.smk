@@ -1,0 +1,78 @@
+# Stage 2: one reward model per (task, parametrization). arm-distill learns from the trained RAD teacher.
+
+
+def reward_dir(task, param):
+    return f"{W}/rewards/{task}/{param}"
+
+
+REWARD_FILES = ("model.safetensors", "reward_config.json", "train_summary.json", "train_log.jsonl")
+
+
+def train_args(wc):
+    """The flags every parametrization shares, from config.training (+ its per-parametrization overrides)."""
+    t = config["training"]
+    o = {**{k: t[k] for k in ("steps", "batch_size", "lr", "extra_args")}, **t["overrides"].get(wc.param, {})}
+    task = config["tasks"][wc.task]
+    layers = config["models"]["reward_num_layers"]
+    args = [
+        f"--backbone {shlex.quote(config['models']['reward_backbone'])}",
+        f"--num-layers {layers}" if layers else "",
+        f"--attributes {','.join(task['attributes'])} --steer-attribute {task['steer_attribute']}",
+        f"--steps {o['steps']} --batch-size {o['batch_size']} --lr {o['lr']} --max-length {t['max_length']}",
+        f"--seed {SEED}",
+        f"--mlp-rank {t['mlp_rank']}" if wc.param == "arm-mlp" else "",
+        o["extra_args"],
+    ]
+    return " ".join(a for a in args if a)
+
+
+rule train:
+    input:
+        train=f"{W}/data/{{task}}/train.jsonl",
+        heldout=f"{W}/data/{{task}}/heldout.jsonl",
+        models=model_markers(config["models"]["reward_backbone"]),
+    output:
+        [f"{W}/rewards/{{task}}/{{param}}/{f}" for f in REWARD_FILES],
+    wildcard_constraints:
+        param="rad|arm|arm-baseline|arm-mlp",
+    params:
+        out=lambda wc: reward_dir(wc.task, wc.param),
+        args=train_args,
+        code=code_version("commands/train.py", "rewards/", "training/", "data/"),
+    log:
+        f"{W}/logs/train/{{task}}.{{param}}.log",
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=res("train", "gpu"),
+    shell:
+        THREADS_ENV + " {BENCH} train --parametrization {wildcards.param} --train {input.train}"
+        " --heldout {input.heldout} {params.args} --out {params.out} > {log} 2>&1"
+
+
+rule train_distill:
+    input:
+        train=f"{W}/data/{{task}}/train.jsonl",
+        heldout=f"{W}/data/{{task}}/heldout.jsonl",
+        teacher=[f"{W}/rewards/{{task}}/rad/{f}" for f in REWARD_FILES],
+        models=model_markers(config["models"]["reward_backbone"]),
+    output:
+        [f"{W}/rewards/{{task}}/{{param}}/{f}" for f in REWARD_FILES],
+    wildcard_constraints:
+        param="arm-distill",
+    params:
+        out=lambda wc: reward_dir(wc.task, wc.param),
+        teacher=lambda wc: reward_dir(wc.task, "rad"),
+        args=train_args,
+        code=code_version("commands/train.py", "rewards/", "training/", "data/"),
+    log:
+        f"{W}/logs/train/{{task}}.{{param}}.log",
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=res("train", "gpu"),
+    shell:
+        THREADS_ENV + " {BENCH} train --parametrization {wildcards.param} --teacher {params.teacher}"
+        " --train {input.train} --heldout {input.heldout} {params.args} --out {params.out} > {log} 2>&1"
