@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, workflow.basedir)
+# `python -m bench` in every rule finds this checkout even with --directory elsewhere and no pip install
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
 from bench.config import validate_config  # noqa: E402
 from bench.data.paths import data_dir as _default_data_dir  # noqa: E402
 

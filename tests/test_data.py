@@ -334,3 +334,48 @@ def test_prepare_cli_end_to_end(shared_data, tmp_path, capsys):
     with pytest.raises(DataError, match="asked for 2000 but only 1200"):
         _prepare_in_process(["prompts", "--dataset", "rtp", "--n", "2000", "--out", str(tmp_path / "r.jsonl")])
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_hub_rows_converted(monkeypatch):
+    """The hub branch on real `datasets.Dataset` objects with the hub sets' columns (no network here)."""
+    import datasets
+
+    import bench.data.amazon_polarity as amazon
+    import bench.data.rtp as rtp
+    import bench.data.sst2 as sst2
+    import bench.data.toxicity as tox
+
+    civil = datasets.Dataset.from_dict({
+        "text": ["you idiot", "", "thanks"], "toxicity": [0.8, 0.1, 0.0], "severe_toxicity": [0.1, 0.0, 0.0],
+        "obscene": [0.2, 0.0, 0.0], "threat": [0.0] * 3, "insult": [0.7, 0.0, 0.0],
+        "identity_attack": [0.0] * 3, "sexual_explicit": [0.0] * 3})
+    calls = []
+
+    def fake(ds):
+        def load(hub_id, split, **kw):
+            calls.append((hub_id, split))
+            return ds
+        return load
+
+    monkeypatch.setattr(tox, "load_hub", fake(civil))
+    recs = load_toxicity("google/civil_comments", "civil-comments", split="validation")
+    assert calls[-1] == ("google/civil_comments", "validation") and recs.info.kind == "hub"
+    assert [r["text"] for r in recs] == ["you idiot", "thanks"] and recs.info.skipped == {"empty_text": 1}
+    assert recs[0]["labels"]["insult"] == pytest.approx(0.7) and len(recs[0]["labels"]) == 7
+
+    monkeypatch.setattr(sst2, "load_hub", fake(datasets.Dataset.from_dict(
+        {"idx": [0, 1, 2], "sentence": ["good film ", "bad", "hidden"], "label": [1, 0, -1]})))
+    recs = load_sst2("stanfordnlp/sst2", "test")
+    assert list(recs) == [{"text": "good film", "label": 1}, {"text": "bad", "label": 0}]
+    assert recs.info.skipped == {"unlabeled": 1} and recs.info.source == "stanfordnlp/sst2"
+
+    monkeypatch.setattr(amazon, "load_hub", fake(datasets.Dataset.from_dict(
+        {"label": [1, 0], "title": ["Nice", ""], "content": ["works", "broke"]})))
+    assert list(load_amazon_polarity("fancyzhx/amazon_polarity")) == [
+        {"text": "Nice. works", "labels": {"positive": 1.0}}, {"text": "broke", "labels": {"positive": 0.0}}]
+
+    rows = [json.loads(_rtp_line(t, x)) for t, x in [("a", 0.1), ("b", 0.9), ("c", 0.3)]]
+    monkeypatch.setattr(rtp, "load_hub", fake(datasets.Dataset.from_list(rows)))
+    recs = load_rtp("allenai/real-toxicity-prompts", n=1, seed=0)
+    assert recs.info.available == 2 and len(recs) == 1 and recs[0]["id"] in ("rtp-000000", "rtp-000002")
+    assert recs[0]["source"] == "allenai/real-toxicity-prompts"

@@ -69,6 +69,7 @@ def _write_config(run_dir: Path) -> Path:
     cfg["work_dir"], cfg["results_dir"], cfg["figures_dir"] = "work", "results", "figures"
     cfg["tasks"]["sentiment"]["enabled"] = False
     cfg["training"]["parametrizations"] = ["rad", "arm"]
+    cfg["latency"], cfg["rank"] = {"enabled": False}, {"enabled": False}  # covered by tests/test_pipeline.py
     path = run_dir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -77,7 +78,8 @@ def _write_config(run_dir: Path) -> Path:
 def _snakemake_cmd(run_dir: Path, *extra: str) -> list[str]:
     # targets (none here: rule all) would go BEFORE any --default-resources/--set-resources flags
     return ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
-            "--configfile", str(run_dir / "config.yaml"), "--profile", str(PROFILE), "--jobs", "4", *extra]
+            "--configfile", str(run_dir / "config.yaml"), "--profile", str(PROFILE), "--jobs", "4",
+            "--slurm-keep-successful-logs", *extra]
 
 
 def _env() -> dict[str, str]:
@@ -96,7 +98,7 @@ def _remote_rule_blocks(log: str) -> list[str]:
 
 def _outputs(run_dir: Path) -> dict[str, bytes]:
     """Generations JSONL and every table file, by path relative to the run folder."""
-    files = sorted((run_dir / "work" / "generations").rglob("*.jsonl")) + sorted((run_dir / "results" / "tables").glob("*"))
+    files = sorted((run_dir / "work" / "gen").rglob("*.jsonl")) + sorted((run_dir / "results" / "tables").glob("*"))
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in files if p.is_file() and ".partial" not in p.name}
 
 
@@ -121,11 +123,13 @@ def test_pipeline_runs_through_slurm_and_survives_scancel(slurm_cluster, tmp_pat
     for jobid, job_log in submitted:
         assert Path(job_log).exists(), f"SLURM log {job_log} missing"
         assert states.get(jobid) == "COMPLETED", f"SLURM job {jobid}: {states.get(jobid)} in squeue -t all"
-    # every remote rule of the DAG really ran inside SLURM (the job's own log carries its SLURM id)
+    # the job's own log (written by SLURM, named by its id) shows the step ran inside that allocation
     for jobid, job_log in submitted:
-        assert jobid in Path(job_log).name
+        assert Path(job_log).name == f"{jobid}.log"
+        assert "Finished jobid" in Path(job_log).read_text(errors="replace") or \
+            "steps (100%) done" in Path(job_log).read_text(errors="replace"), job_log
     ref = _outputs(run1)
-    assert any(k.startswith("work/generations") for k in ref) and any(k.startswith("results/tables") for k in ref)
+    assert any(k.startswith("work/gen/") for k in ref) and any(k.startswith("results/tables") for k in ref)
 
     # ---------------------------------------------------------------- run 2: scancel one running job
     run2 = tmp_path / "run2"

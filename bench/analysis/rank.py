@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -28,6 +29,7 @@ from bench.rewards.base import RewardModel
 log = logging.getLogger(__name__)
 
 THRESHOLDS = (1e-2, 1e-3)
+NUMERICAL_RTOL = 1e-6  # relative singular values below this are float32 round-off
 
 
 # ------------------------------------------------------------------------------------ prefixes
@@ -51,10 +53,10 @@ def prefixes_from_records(records: Iterable[dict], n: int, cuts: int = 3, seed: 
             raise DataError(f"{source}: record {i + 1} has no string 'prompt' or 'text'")
         add(prompt)
         for cont in rec.get("continuations", []) or []:
-            words = cont.split(" ")
+            words = re.findall(r"\s*\S+", cont)  # each word keeps the whitespace before it
             for c in range(1, cuts + 1):
                 j = max(1, round(len(words) * c / cuts))
-                add(prompt + " ".join(words[:j]))
+                add(prompt + "".join(words[:j]))
     if not pool:
         raise DataError(f"{source}: no prefixes found")
     random.Random(seed).shuffle(pool)
@@ -163,10 +165,8 @@ class Spectrum:
         p = p[p > 0]
         return float(torch.exp(-(p * p.log()).sum()))
 
-    def numerical_rank(self, rtol: float | None = None, size: int | None = None) -> int:
-        """Rank at float32 round-off: s_i > s_1 * max(N, C) * eps32 (R is computed in float32)."""
-        if rtol is None:
-            rtol = (size or self.sigma.numel()) * torch.finfo(torch.float32).eps
+    def numerical_rank(self, rtol: float = NUMERICAL_RTOL) -> int:
+        """Rank above float32 round-off: s_i / s_1 > 1e-6 (R is computed in float32, eps ~1.2e-7)."""
         return self.effective_rank(rtol)
 
     def relative_error(self, r: int) -> float:
@@ -203,7 +203,7 @@ def summarise(matrix: torch.Tensor, center_rows: bool, ranks: list[int] | None =
         "rank_1e-2": sp.effective_rank(1e-2),
         "rank_1e-3": sp.effective_rank(1e-3),
         "entropy_rank": sp.entropy_rank(),
-        "numerical_rank": sp.numerical_rank(size=max(n, c)),
+        "numerical_rank": sp.numerical_rank(),
     }
     for r in ranks:
         row[f"relerr_r{r}"] = sp.relative_error(r) if r <= min(n, c) else math.nan

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-layers", type=int, default=None, help="keep the first N transformer blocks")
     parser.add_argument("--train", required=True, help="training JSONL {text, labels}")
     parser.add_argument("--heldout", default=None, help="held-out JSONL for periodic evaluation")
-    parser.add_argument("--attributes", default=None, help="comma list (default: label keys of the first record)")
+    parser.add_argument("--attributes", default=None,
+                        help="comma list (default: label keys of the first record; arm-distill: the teacher's)")
     parser.add_argument("--steer-attribute", default=None, help="output used for steering (default: the first)")
     parser.add_argument("--mlp-rank", type=int, default=None, help="arm-mlp bottleneck rank (default: hidden size)")
     parser.add_argument("--teacher", default=None, help="arm-distill: trained rad reward-model folder")
@@ -74,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
         if not distill:
             raise ConfigError("--backbone is required")
         backbone = read_reward_config(args.teacher).backbone
-    attributes = ([a.strip() for a in args.attributes.split(",") if a.strip()] if args.attributes
-                  else first_label_keys(args.train))
+    if args.attributes:
+        attributes = [a.strip() for a in args.attributes.split(",") if a.strip()]
+    elif distill:  # the student reproduces the teacher's outputs
+        attributes = list(read_reward_config(args.teacher).attributes)
+    else:
+        attributes = first_label_keys(args.train)
     extra = {"train_file": str(args.train)}
     if distill:
         extra.update(teacher=str(args.teacher), distill_base=args.distill_base, distill_k=args.distill_k,

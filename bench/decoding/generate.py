@@ -20,7 +20,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
 from bench.decoding.processors import RowSeededSampler, TopKRewardLogitsProcessor, row_seed
-from bench.errors import ConfigError, DataError, ModelError
+from bench.errors import ConfigError, DataError
 from bench.rewards.base import RewardModel
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,132 @@
+"""The Snakemake pipeline: the DAGs of the shipped configs, config errors, and (slow) the whole test DAG."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+PARAMS = ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill"]
+
+
+def snakemake(*args: str, workdir: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run snakemake on the repo's Snakefile in its own working directory (own .snakemake/, own lock)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run."""
+    stats = output.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def expected_runs(cfg: dict) -> dict[str, int]:
+    """generate/score jobs implied by a config: per generation task, plain per k + params x betas x k."""
+    n = 0
+    for name, task in cfg["tasks"].items():
+        gtasks = 1 if name == "toxicity" else sum(len(v) for v in task["targets"].values())
+        k = len(task.get("top_k", [20]))
+        n += gtasks * (k + len(cfg["training"]["parametrizations"]) * len(task["betas"]) * k)
+    return {"generate": n, "score": n}
+
+
+@pytest.mark.parametrize("name", ["paper", "default", "test"])
+def test_full_dag_dry_run(name, tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    res = snakemake("-n", "--quiet", "rules", "--configfile", str(REPO / "config" / f"{name}.yaml"), workdir=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
+    counts = job_counts(res.stdout + res.stderr)
+    exp = expected_runs(cfg)
+    assert counts["generate"] == exp["generate"] and counts["score"] == exp["score"]
+    n_tasks = len(cfg["tasks"])
+    assert counts["train"] == 4 * n_tasks and counts["train_distill"] == n_tasks
+    assert counts["tables"] == 1 and counts["figures"] == 1
+    assert counts.get("convert", 0) == len(cfg["models"].get("convert", []))
+    if name == "paper":  # two training sources for sentiment (SST-2 + Amazon Polarity)
+        assert counts["prepare_train"] == 3 and counts["prepare_prompts"] == 4
+
+
+def test_dry_run_commands_follow_config(tmp_path):
+    res = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    distill = [l for l in out.splitlines() if "bench train --parametrization arm-distill" in l]
+    assert len(distill) == 2 and all("--teacher runs/test/work/rewards/" in l and "/rad " in l for l in distill)
+    gen = [l for l in out.splitlines() if "bench generate" in l and "sentiment-to-negative-from-positive/rad_b5_k5" in l]
+    assert len(gen) == 1 and "--direction away --attribute positive" in gen[0] and "--beta 5 --top-k 5" in gen[0]
+    assert "'random:tiny-gpt2?n_layer=2&n_embd=64&n_head=2&seed=0'" in gen[0]  # shell-quoted spec
+    plain = [l for l in out.splitlines() if "bench generate" in l and "/plain_b0_k5.jsonl" in l]
+    assert plain and all("--reward" not in l for l in plain)
+    assert "--sentiment-scorer tfidf-sst2:runs/test/work/sentiment_clf.json" in out
+
+
+def test_bad_config_names_the_key(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["generation"]["max_new_tokns"] = 5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--configfile", str(bad), workdir=tmp_path)
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "key 'generation'" in out and "'max_new_tokns' was unexpected" in out
+
+
+def test_configfile_replaces_default(tmp_path):
+    """--configfile must not inherit default.yaml keys (Snakemake would merge a `configfile:` directive)."""
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    del cfg["tasks"]["sentiment"]
+    only_tox = tmp_path / "tox.yaml"
+    only_tox.write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--quiet", "rules", "--configfile", str(only_tox), workdir=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts["generate"] == 6 and "fit_sentiment" not in counts and "convert" not in counts
+
+
+@pytest.mark.slow
+def test_end_to_end_test_config(tmp_path):
+    """The whole DAG of config/test.yaml for real, then the report; every table and figure is checked."""
+    res = snakemake("--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path, timeout=1800)
+    logs = sorted((tmp_path / "runs" / "test" / "work" / "logs").rglob("*.log"))
+    assert res.returncode == 0, res.stderr[-4000:] + "".join(p.read_text()[-1500:] for p in logs[-3:])
+    results, figures = tmp_path / "runs" / "test" / "results" / "tables", tmp_path / "runs" / "test" / "figures"
+
+    tox = pd.read_csv(results / "toxicity.csv")
+    assert list(tox["method"]) == ["plain"] + PARAMS
+    assert list(tox["beta"]) == [0, 5, 5, 5, 5, 5] and set(tox["top_k"]) == {5}
+    for col in ("avg_max_toxicity", "toxic_rate", "dist1", "dist2", "dist3"):
+        assert tox[col].between(0, 1).all(), (col, tox[col].tolist())
+    assert (tox["avg_max_toxicity_lo"] <= tox["avg_max_toxicity"]).all()
+    assert (tox["avg_max_toxicity"] <= tox["avg_max_toxicity_hi"]).all()
+    assert (tox["ppl"] > 1).all() and set(tox["n_prompts"]) == {4}
+
+    sent = pd.read_csv(results / "sentiment.csv")
+    assert sorted(set(zip(sent["target"], sent["prompt_type"]))) == [("negative", "positive"), ("positive", "negative")]
+    assert len(sent) == 2 * 6 and sent["positive_rate"].between(0, 1).all() and (sent["ppl"] > 1).all()
+
+    for name in ("toxicity", "sentiment"):
+        md = (results / f"{name}.md").read_text()
+        assert md.startswith("| ") and "Plain (top-k)" in md and "RAD" in md and "ARM (distilled)" in md
+        tex = (results / f"{name}.tex").read_text()
+        assert r"\begin{tabular}" in tex and r"\bottomrule" in tex
+        png = figures / f"{name}_tradeoff.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+    rerun = snakemake("-n", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path)
+    assert rerun.returncode == 0 and "Nothing to be done" in rerun.stdout + rerun.stderr
+
+    report = tmp_path / "report.html"
+    rep = snakemake("--report", str(report), "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path,
+                    timeout=600)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert report.stat().st_size > 10_000

@@ -1,0 +1,147 @@
+"""Rank analysis: known-rank matrices are recovered exactly; ARM reward matrices respect hidden + 1."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from bench.analysis import rank as rk
+from tests.conftest import TINY_GPT2
+
+
+def _orthonormal(n: int, r: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64))
+    return q
+
+
+SIGMA = [10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1]
+
+
+def test_known_rank_recovered_exactly():
+    u, v = _orthonormal(50, 7, 0), _orthonormal(300, 7, 1)
+    m = u @ torch.diag(torch.tensor(SIGMA, dtype=torch.float64)) @ v.T
+    sp = rk.spectrum(m)
+    assert torch.allclose(sp.sigma[:7], torch.tensor(SIGMA, dtype=torch.float64), atol=1e-10)
+    assert sp.numerical_rank() == 7
+    assert sp.effective_rank(1e-2) == 6  # 0.1 / 10 = 1e-2 is not > 1e-2
+    assert sp.effective_rank(1e-3) == 7
+    total = sum(s * s for s in SIGMA)
+    assert sp.relative_error(1) == pytest.approx(math.sqrt((total - 100.0) / total), abs=1e-9)
+    assert sp.relative_error(4) == pytest.approx(math.sqrt((0.25 + 0.04 + 0.01) / total), abs=1e-9)
+    assert sp.relative_error(7) == pytest.approx(0.0, abs=1e-7)
+    p = torch.tensor(SIGMA) / sum(SIGMA)
+    assert sp.entropy_rank() == pytest.approx(float(torch.exp(-(p * p.log()).sum())), rel=1e-6)
+    row = rk.summarise(m, center_rows=False)
+    assert (row["rank_1e-2"], row["rank_1e-3"], row["numerical_rank"]) == (6, 7, 7)
+    assert list(k for k in row if k.startswith("relerr_r")) == [f"relerr_r{r}" for r in (1, 2, 4, 8, 16, 32)]
+
+
+def test_row_centering_removes_the_prefix_only_part():
+    """c 1^T (a per-row constant, what ARM's baseline gives) + a rank-2 matrix with zero-mean rows."""
+    n, c = 30, 40
+    ones = torch.ones(c, 1, dtype=torch.float64) / math.sqrt(c)
+    basis = _orthonormal(c, 3, 2)
+    basis = basis - ones @ (ones.T @ basis)  # orthogonal to the all-ones direction
+    v, _ = torch.linalg.qr(basis[:, :2])
+    u = _orthonormal(n, 2, 3)
+    shift = torch.linspace(1, 3, n, dtype=torch.float64)[:, None]
+    low_rank = u @ torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64)) @ v.T
+    m = shift * torch.ones(1, c, dtype=torch.float64) + low_rank
+    assert rk.spectrum(m).numerical_rank() == 3
+    centred = rk.spectrum(m, center_rows=True)
+    assert centred.numerical_rank() == 2
+    assert torch.allclose(centred.sigma[:2], torch.tensor([4.0, 1.0], dtype=torch.float64), atol=1e-10)
+
+
+def test_growth_sizes_and_prefix_pool():
+    assert rk.growth_sizes(100) == [8, 16, 32, 64, 100]
+    assert rk.growth_sizes(64) == [8, 16, 32, 64]
+    recs = [{"prompt": "A", "continuations": [" b c d", " b c d"]}, {"text": "Z"}]
+    got = rk.prefixes_from_records(recs, n=10, cuts=3, seed=0)
+    assert sorted(got) == sorted(["A", "A b", "A b c", "A b c d", "Z"])  # duplicates dropped
+    assert rk.prefixes_from_records(recs, n=2, seed=0) == got[:2]
+
+
+def _random_heads(model, seed=0):
+    """Untrained ARM heads are zero (R would be 0): give W, w (and the MLP mix) random values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith("backbone.") and p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model
+
+
+def _random_prefixes(n, seed=0, bos=50256):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, 10, (n,), generator=g).tolist()
+    return [[bos] + torch.randint(0, 50257, (length,), generator=g).tolist() for length in lengths]
+
+
+@pytest.mark.parametrize("param,mlp_rank", [("arm-baseline", None), ("arm", None), ("arm-mlp", 8)])
+def test_arm_reward_matrix_rank_at_most_hidden_plus_one(param, mlp_rank):
+    from bench.rewards import RewardConfig, build_reward_model
+
+    config = RewardConfig(parametrization=param, backbone=TINY_GPT2, mlp_rank=mlp_rank)
+    model = _random_heads(build_reward_model(config))
+    hidden = model.backbone.config.hidden_size
+    bound = rk.arm_rank_bound(model)
+    assert bound == {"arm-baseline": hidden + 1, "arm": hidden, "arm-mlp": 8 + 1}[param]
+    enc = _random_prefixes(90)  # more rows than hidden + 1: a full-rank R would have rank 90
+    R = rk.reward_matrix(model, enc, None, batch_size=32, pad_id=50256)
+    assert R.shape == (90, model.vocab_size)
+    sp = rk.spectrum(R)
+    assert sp.numerical_rank() <= bound <= hidden + 1
+    assert float(sp.normalised[bound]) < 1e-6  # everything past the bound is float32 round-off
+    assert sp.numerical_rank() >= bound // 2  # and R is not trivially degenerate
+    # the same rows for a subset of columns, through score_candidates in chunks
+    cols = torch.tensor([5, 17, 1000, 50256])
+    assert torch.allclose(rk.reward_matrix(model, enc[:8], cols, chunk_size=3, pad_id=50256), R[:8, cols], atol=1e-5)
+
+
+def test_rad_reward_matrix_columns_match_forward():
+    """RAD's chunked, cached scoring equals forward() on prefix + token, padding and all."""
+    from bench.rewards import RewardConfig, build_reward_model
+
+    model = build_reward_model(RewardConfig(parametrization="rad", backbone=TINY_GPT2))
+    torch.nn.init.normal_(model.head.weight, std=1.0)
+    enc = _random_prefixes(5, seed=1)
+    cols = torch.tensor([3, 99, 400, 7000, 50000])
+    R = rk.reward_matrix(model, enc, cols, batch_size=3, chunk_size=2, pad_id=50256)
+    for i, ids in enumerate(enc):
+        for j, tok in enumerate(cols.tolist()):
+            x = torch.tensor([ids + [tok]])
+            with torch.no_grad():
+                ref = model(x, torch.ones_like(x))[0, -1, 0]
+            assert float(R[i, j]) == pytest.approx(float(ref), abs=1e-4)
+    assert rk.arm_rank_bound(model) is None
+
+
+def test_rank_command_end_to_end(tmp_path):
+    from bench.cli import main
+    from bench.rewards import RewardConfig, build_reward_model
+
+    model = _random_heads(build_reward_model(RewardConfig(parametrization="arm-baseline", backbone=TINY_GPT2)))
+    model.save_pretrained(tmp_path / "arm-baseline")
+    gens = tmp_path / "gen.jsonl"
+    gens.write_text("".join(json.dumps({"id": str(i), "prompt": f"Prompt {i} is",
+                                        "continuations": [f" about {i} things and more", " nothing"]}) + "\n"
+                            for i in range(12)))
+    out = tmp_path / "out"
+    rc = main(["rank", "--model", f"toxicity:arm-baseline={tmp_path / 'arm-baseline'}", "--prefixes",
+               f"toxicity={gens}", "--n-prefixes", "40", "--out-csv", str(out / "rank.csv"), "--out-md",
+               str(out / "rank.md"), "--fig-spectrum", str(out / "s.png"), "--fig-growth", str(out / "g.png"),
+               "--out-spectrum", str(out / "spec.csv")])
+    assert rc == 0
+    rows = list(csv.DictReader(open(out / "rank.csv")))
+    assert {r["n_prefixes"] for r in rows} == {"8", "16", "32", "40"}
+    full = [r for r in rows if r["n_prefixes"] == "40"]
+    assert {r["centered"] for r in full} == {"True", "False"}
+    assert all(r["bound"] == "65" and int(r["numerical_rank"]) <= 65 for r in full)
+    assert "| toxicity | arm-baseline |" in (out / "rank.md").read_text()
+    assert (out / "s.png").stat().st_size > 1000 and (out / "g.png").stat().st_size > 1000

@@ -1,0 +1,151 @@
+# Analyses: the fixed-protocol decoding latency benchmark and the SVD rank of trained reward models' matrices.
+# Validates config["latency"] / config["rank"] against workflow/schemas/analysis.schema.yaml (defaults filled)
+# and exports ANALYSIS_TARGETS for `rule all`.
+
+import shlex as _shlex
+
+import jsonschema as _jsonschema
+
+
+def _analysis_config():
+    schema = yaml.safe_load((Path(workflow.basedir) / "workflow" / "schemas" / "analysis.schema.yaml").read_text())
+    sub = {"latency": config.get("latency") or {}, "rank": config.get("rank") or {}}
+    errors = sorted(_jsonschema.Draft202012Validator(schema).iter_errors(sub), key=lambda e: list(map(str, e.path)))
+    if errors:
+        lines = [f"key '{'.'.join(map(str, e.absolute_path))}': {e.message}" for e in errors[:10]]
+        raise ValueError("snakemake config: invalid analysis config:\n  " + "\n  ".join(lines))
+    for section, props in schema["properties"].items():
+        for key, spec in props["properties"].items():
+            sub[section].setdefault(key, copy.deepcopy(spec.get("default")))
+    return sub["latency"], sub["rank"]
+
+
+LATENCY, RANK = _analysis_config()
+config["latency"], config["rank"] = LATENCY, RANK
+
+
+def _q(x):
+    return _shlex.quote(str(x))
+
+
+def _ints(xs):
+    return ",".join(str(int(x)) for x in xs)
+
+
+def latency_reward_dirs():
+    """Trained models to time (latency.trained), one folder per parametrization of latency.task."""
+    if not LATENCY["trained"]:
+        return {}
+    params = {"rad" if m == "rad-loop" else m for m in LATENCY["methods"] if m != "plain"}
+    return {p: f"{W}/rewards/{LATENCY['task']}/{p}" for p in sorted(params) if p in PARAMS}
+
+
+def latency_args(wc):
+    m = config["models"]
+    layers = LATENCY["reward_layers"] or m.get("reward_num_layers") or 0
+    args = [
+        f"--base {_q(LATENCY['base'] or m['base'])} --reward {_q(LATENCY['reward'] or m['reward_backbone'])}",
+        f"--reward-layers {layers} --methods {','.join(LATENCY['methods'])}",
+        f"--top-k {_ints(LATENCY['top_k'])} --batch-sizes {_ints(LATENCY['batch_sizes'])}",
+        f"--new-tokens {_ints(LATENCY['new_tokens'])} --prompt-len {LATENCY['prompt_len']}",
+        f"--warmup {LATENCY['warmup']} --repeats {LATENCY['repeats']} --loop-max-k {LATENCY['loop_max_k']}",
+        f"--mlp-rank {LATENCY['mlp_rank'] or config['training']['mlp_rank']} --dtype {LATENCY['dtype']}",
+        f"--device {LATENCY['device']}" if LATENCY["device"] else "",
+        f"--seed {SEED}",
+    ]
+    args += [f"--reward-model {p}={d}" for p, d in latency_reward_dirs().items()]
+    return " ".join(a for a in args if a)
+
+
+rule latency:
+    input:
+        rewards=[f"{d}/{f}" for d in latency_reward_dirs().values() for f in REWARD_FILES],
+        models=model_markers(
+            LATENCY["base"] or config["models"]["base"], LATENCY["reward"] or config["models"]["reward_backbone"]
+        ),
+    output:
+        csv=f"{RESULTS}/tables/latency.csv",
+        md=f"{RESULTS}/tables/latency.md",
+        fig=f"{FIGURES}/latency.png",
+    params:
+        args=latency_args,
+        code=code_version("commands/latency.py", "analysis/", "rewards/"),
+    log:
+        f"{W}/logs/analysis/latency.log",
+    threads: res("latency", "threads")
+    resources:
+        mem_mb=res("latency", "mem_mb"),
+        runtime=res("latency", "runtime"),
+        gpu=res("latency", "gpu"),
+    shell:
+        THREADS_ENV + " {BENCH} latency {params.args} --threads {threads} --out-csv {output.csv}"
+        " --out-md {output.md} --figure {output.fig} > {log} 2>&1"
+
+
+def rank_methods():
+    return [p for p in (RANK["methods"] or PARAMS) if p in PARAMS]
+
+
+def rank_prefix_file(task):
+    """Prefixes come from the task's plain generations (prompt + continuations), else from its prompt file."""
+    gtask = next(g for g, info in GEN_TASKS.items() if info["task"] == task)
+    if config["generation"]["plain"]:
+        k = config["tasks"][task]["top_k"][0]
+        return f"{W}/gen/{gtask}/plain_b0_k{k}.jsonl"
+    return f"{W}/data/prompts/{GEN_TASKS[gtask]['prompts']}.jsonl"
+
+
+def rank_tasks():
+    return [t for t in TASKS if any(info["task"] == t for info in GEN_TASKS.values())]
+
+
+def rank_args(wc):
+    args = [f"--model {t}:{p}={W}/rewards/{t}/{p}" for t in rank_tasks() for p in rank_methods()]
+    args += [f"--prefixes {t}={rank_prefix_file(t)}" for t in rank_tasks()]
+    args += [
+        f"--n-prefixes {RANK['n_prefixes']} --cuts {RANK['cuts']} --columns {RANK['columns']}",
+        f"--top-k {RANK['top_k']} --base {_q(config['models']['base'])}" if RANK["columns"] == "topk" else "",
+        f"--max-length {RANK['max_length']} --batch-size {RANK['batch_size']} --chunk-size {RANK['chunk_size']}",
+        f"--device {RANK['device']}" if RANK["device"] else "",
+        f"--seed {SEED}",
+    ]
+    return " ".join(a for a in args if a)
+
+
+rule rank:
+    input:
+        rewards=[f"{W}/rewards/{t}/{p}/{f}" for t in rank_tasks() for p in rank_methods() for f in REWARD_FILES],
+        prefixes=[rank_prefix_file(t) for t in rank_tasks()],
+        models=model_markers(config["models"]["base"], config["models"]["reward_backbone"]),
+    output:
+        csv=f"{RESULTS}/tables/rank.csv",
+        md=f"{RESULTS}/tables/rank.md",
+        spectrum=f"{RESULTS}/tables/rank_spectrum.csv",
+        fig_spectrum=f"{FIGURES}/rank_spectrum.png",
+        fig_growth=f"{FIGURES}/rank_vs_prefixes.png",
+    params:
+        args=rank_args,
+        code=code_version("commands/rank.py", "analysis/", "rewards/"),
+    log:
+        f"{W}/logs/analysis/rank.log",
+    threads: res("rank", "threads")
+    resources:
+        mem_mb=res("rank", "mem_mb"),
+        runtime=res("rank", "runtime"),
+        gpu=res("rank", "gpu"),
+    shell:
+        THREADS_ENV + " {BENCH} rank {params.args} --out-csv {output.csv} --out-md {output.md}"
+        " --out-spectrum {output.spectrum} --fig-spectrum {output.fig_spectrum}"
+        " --fig-growth {output.fig_growth} > {log} 2>&1"
+
+
+ANALYSIS_TARGETS = []
+if LATENCY["enabled"]:
+    ANALYSIS_TARGETS += [f"{RESULTS}/tables/latency.csv", f"{RESULTS}/tables/latency.md", f"{FIGURES}/latency.png"]
+if RANK["enabled"] and rank_tasks() and rank_methods():
+    ANALYSIS_TARGETS += [
+        f"{RESULTS}/tables/rank.csv",
+        f"{RESULTS}/tables/rank.md",
+        f"{FIGURES}/rank_spectrum.png",
+        f"{FIGURES}/rank_vs_prefixes.png",
+    ]
