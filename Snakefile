@@ -61,7 +61,7 @@ def _hash_sources():
 
 
 CODE_FILES = _hash_sources()
-COMMON_CODE = ("__init__.py", "__main__.py", "cli.py", "errors.py", "config.py", "utils/", "models/")
+COMMON_CODE = ("__init__.py", "__main__.py", "cli.py", "errors.py", "utils/", "models/")
 
 
 def code_version(*parts):

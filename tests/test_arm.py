@@ -86,6 +86,8 @@ def test_arm_mlp_reward_by_hand_and_shapes():
 def test_arm_mlp_score_vocab_by_hand():
     model = _model("arm-mlp", mlp_rank=3)
     with torch.no_grad():
+        model.score_vocab(IDS[:, :5], MASK[:, :5])  # folds E^T A and keeps it for the next steps...
+        model.mix_in.mul_(-2.0)  # ...until A changes in place (as an optimizer step does)
         vocab = model.score_vocab(IDS[:, :5], MASK[:, :5])
         h = model.hidden_states(IDS[:, :5], MASK[:, :5])[:, -1]
     m, d = 2, 64

@@ -51,7 +51,10 @@ def test_plain_row_and_ratios(rows):
     (plain,) = [r for r in rows if r["method"] == "plain"]
     assert plain["reward_calls_per_token"] == 0 and plain["ratio_to_plain"] == 1.0
     for r in rows:
-        assert r["ratio_to_plain"] == pytest.approx(r["ms_per_token"] / plain["ms_per_token"])
+        ref = plain["ms_per_token"] if r is plain else r["plain_ms_paired"]  # plain re-timed alongside each cell
+        assert r["ratio_to_plain"] == pytest.approx(r["ms_per_token"] / ref)
+        if r is not plain:
+            assert r["limit_measured"] == pytest.approx(1 + r["reward_ms"] / r["plain_lm_ms_paired"])
         assert r["ms_min"] <= r["ms_q1"] <= r["ms_per_token"] <= r["ms_q3"] <= r["ms_max"]
         assert r["tokens_per_s"] == pytest.approx(1e3 * 2 / r["ms_per_token"])
         assert 0 <= r["reward_share"] <= 1

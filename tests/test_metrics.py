@@ -154,7 +154,7 @@ def _writer(db, start):
 def test_cache_concurrent_writers(tmp_path):
     db = str(tmp_path / "c.sqlite")
     ScoreCache(db).close()
-    procs = [mp.get_context("spawn").Process(target=_writer, args=(db, k * 1000)) for k in range(2)]
+    procs = [mp.get_context("fork").Process(target=_writer, args=(db, k * 1000)) for k in range(2)]
     for p in procs:
         p.start()
     for p in procs:
@@ -235,3 +235,27 @@ def test_bench_score_errors_name_the_problem(tmp_path, capsys):
         read_generations(gens)
     assert main(["score", "--generations", str(gens), "--metrics", "toxicity,bogus", "--out-scores",
                  str(tmp_path / "a.jsonl"), "--out-summary", str(tmp_path / "a.csv")]) == 2
+
+
+def test_default_fluency_model_falls_back_to_the_runs_base_lm(monkeypatch, tiny_spec):
+    import argparse
+
+    from bench.commands import score
+    from bench.errors import ModelError
+    from bench.metrics import fluency
+
+    real = fluency.PerplexityScorer
+
+    def fake(cfg, *a, **k):
+        if cfg.model == fluency.DEFAULT_FLUENCY_MODEL:
+            raise ModelError("embedded model 'gemma3-270m': no file matching *.gguf")
+        return real(cfg, *a, **k)
+
+    monkeypatch.setattr(fluency, "PerplexityScorer", fake)
+    args = argparse.Namespace(fluency_model=fluency.DEFAULT_FLUENCY_MODEL, fluency_batch_size=2, device="cpu",
+                              dtype="float32")
+    scorer, tag = score._fluency(args, {"base": tiny_spec})
+    assert tag == tiny_spec and scorer.name == f"ppl:{tiny_spec}"
+    args.fluency_model = "/no/such/model"  # an explicit model that fails is an error, never silently replaced
+    with pytest.raises(ModelError):
+        score._fluency(args, {"base": tiny_spec})

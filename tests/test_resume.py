@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,11 +74,14 @@ def test_generate_kill9_then_resume_gives_identical_bytes(gen_inputs, tmp_path):
                                    lambda: _nonempty_lines(partial) > start, delay))
         if outcomes[-1] == "finished":
             break
-        # killed: the final file must not exist (a partial is never taken for complete)
-        assert not out.exists(), "generate was killed but its final output exists"
+        # killed: the final file is absent, or complete if the kill came after its atomic rename
+        assert not out.exists() or out.read_bytes() == ref.read_bytes(), "incomplete output after a kill"
+        if out.exists():
+            break
         seen.append(_nonempty_lines(partial))
     assert "killed" in outcomes, f"the process was never killed mid-run: {outcomes}"
-    assert seen == sorted(seen) and seen[-1] > 0, f"no progress kept across kills: {seen}"
+    assert seen and seen == sorted(seen) and seen[-1] > 0, f"no progress kept across kills: {seen}"
+    print(f"generate kills: {outcomes}, prompts kept after each kill: {seen}", file=sys.stderr)
     res = run_bench(*_generate_args(prompts, out, reward))
     assert res.returncode == 0, res.stderr[-3000:]
     assert out.read_bytes() == ref.read_bytes()
@@ -102,6 +106,41 @@ def test_generate_torn_partial_line_is_not_taken_as_done(gen_inputs, tmp_path):
     assert out.read_bytes() == ref.read_bytes()
     assert json.loads(Path(f"{out}.meta.json").read_text())["resumed_prompts"] == 3
     assert not partial.exists()
+
+
+def test_generate_score_tables_twice_gives_identical_tables(gen_inputs, tmp_path, monkeypatch):
+    """The whole chain run twice from the same config and seed: the tables (every format) have the same bytes.
+    Timing columns (tokens/s, wall time) belong in the latency benchmark, not in a result table."""
+    require_command("score")
+    require_command("tables")
+    prompts, reward, _ = gen_inputs
+    tables = []
+    for run in ("a", "b"):
+        d = tmp_path / run
+        d.mkdir()
+        monkeypatch.chdir(d)  # relative paths, as in the pipeline's work folder: only the folder differs
+        gen, s, m = Path("gen.jsonl"), Path("scores.jsonl"), Path("summary.csv")
+        assert bench_main(_generate_args(prompts, gen, reward)) == 0
+        assert bench_main(["score", "--generations", str(gen), "--metrics", "toxicity,diversity", "--toxicity-scorer",
+                           "profanity-check", "--out-scores", str(s), "--out-summary", str(m), "--n-boot", "50"]) == 0
+        assert bench_main(["tables", "--summaries", str(m), "--out-dir", "tables"]) == 0
+        tables.append({p.name: p.read_bytes() for p in sorted((d / "tables").iterdir())})
+    a, b = tables
+    assert a and sorted(a) == sorted(b)
+    differ = {}
+    for name in a:
+        if a[name] != b[name]:
+            differ[name] = _differing_columns(a[name], b[name]) if name.endswith(".csv") else "bytes differ"
+    assert not differ, f"same config and seed, different tables: {differ}"
+
+
+def _differing_columns(x: bytes, y: bytes) -> list[str]:
+    import csv
+    import io
+
+    rx = list(csv.DictReader(io.StringIO(x.decode())))
+    ry = list(csv.DictReader(io.StringIO(y.decode())))
+    return sorted({k for a, b in zip(rx, ry) for k in a if a.get(k) != b.get(k)}) or ["row count / order"]
 
 
 # -------------------------------------------------------------------------------------------------- train
@@ -160,8 +199,11 @@ def test_train_kill9_then_resume_gives_identical_tensors(train_inputs, tmp_path)
                                    lambda: _checkpoint_written(ckpt), delay))
         if outcomes[-1] == "finished":
             break
-        assert not (out / "model.safetensors").exists(), "training was killed but the final model exists"
+        if (out / "model.safetensors").exists():  # killed after the final (atomic) save: must be complete
+            a, b = _load_tensors(ref), _load_tensors(out)
+            assert all(torch.equal(a[k], b[k]) for k in a), "incomplete model after a kill"
     assert "killed" in outcomes, f"training was never killed mid-run: {outcomes}"
+    print(f"train kills: {outcomes}", file=sys.stderr)
     res = run_bench(*_train_args(train, heldout, out))
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = _load_tensors(ref), _load_tensors(out)
@@ -175,8 +217,24 @@ def test_train_kill9_then_resume_gives_identical_tensors(train_inputs, tmp_path)
 def _score_args(gens: Path, out_scores: Path, out_summary: Path, cache: Path) -> list[str]:
     return ["score", "--generations", str(gens), "--metrics", "toxicity,fluency,diversity",
             "--toxicity-scorer", "profanity-check", "--fluency-model", TINY_GPT2, "--cache", str(cache),
-            "--out-scores", str(out_scores), "--out-summary", str(out_summary), "--batch-size", "1",
+            "--out-scores", str(out_scores), "--out-summary", str(out_summary), "--fluency-batch-size", "1",
             "--device", "cpu"]
+
+
+def _cached_scores(cache: Path) -> int:
+    """Rows committed to the SQLite score cache so far (read-only peek; 0 while it does not exist yet)."""
+    import sqlite3
+
+    if not cache.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM scores").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
 
 
 @pytest.fixture(scope="module")
@@ -203,14 +261,20 @@ def test_score_kill9_then_resume_gives_identical_bytes(score_inputs, tmp_path):
     gens, ref_scores, ref_summary = score_inputs
     s, m, cache = tmp_path / "s.jsonl", tmp_path / "s.csv", tmp_path / "cache.sqlite"
     rng = random.Random(RNG_SEED + 2)
-    outcomes = []
+    outcomes, kept = [], []
     for _ in range(3):
-        start = cache.stat().st_size if cache.exists() else 0
+        start = _cached_scores(cache)
         outcomes.append(kill_after(bench_cmd(*_score_args(gens, s, m, cache)),
-                                   lambda: cache.exists() and cache.stat().st_size > start, rng.uniform(0.0, 1.0)))
+                                   lambda: _cached_scores(cache) > start, rng.uniform(0.0, 0.5)))
         if outcomes[-1] == "finished":
             break
-        assert not s.exists() and not m.exists(), "scoring was killed but its outputs exist"
+        # killed late, the outputs may already be in place: then they must be complete (atomic writes)
+        for got, want in ((s, ref_scores), (m, ref_summary)):
+            assert not got.exists() or got.read_bytes() == want.read_bytes(), f"{got} is incomplete after a kill"
+        kept.append(_cached_scores(cache))
+    assert "killed" in outcomes, f"scoring was never killed mid-run: {outcomes}"
+    assert kept and kept[-1] > 0, "no scores survived the kills"
+    print(f"score kills: {outcomes}, cached scores after each kill: {kept}", file=sys.stderr)
     res = run_bench(*_score_args(gens, s, m, cache))
     assert res.returncode == 0, res.stderr[-3000:]
     assert s.read_bytes() == ref_scores.read_bytes()

@@ -49,10 +49,10 @@ def test_tfidf_json_matches_sklearn_pipeline(shared_data, tmp_path):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from bench.commands.fit_sentiment import read_sst2_tsv
+    from bench.data.sst2 import load_sst2
     from bench.metrics.tfidf import TfidfConfig, TfidfModel, fit_tfidf_logreg
 
-    rows = read_sst2_tsv(shared_data / "sst2" / "train.tsv")[:1500]
+    rows = load_sst2(str(shared_data / "sst2" / "train.tsv"), "train")[:1500]
     texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
     cfg = TfidfConfig(min_df=1, C=0.5)  # strong regularization: lbfgs converges fast
     obj = fit_tfidf_logreg(texts, labels, cfg)
@@ -68,7 +68,7 @@ def test_tfidf_json_matches_sklearn_pipeline(shared_data, tmp_path):
 
 def test_fit_sentiment_dev_accuracy(shared_data, tmp_path):
     from bench.cli import main
-    from bench.commands.fit_sentiment import read_sst2_tsv
+    from bench.data.sst2 import load_sst2
 
     out = tmp_path / "sst2_tfidf.json"
     assert main(["fit-sentiment", "--out", str(out)]) == 0
@@ -76,7 +76,7 @@ def test_fit_sentiment_dev_accuracy(shared_data, tmp_path):
     assert report["n_train"] == 67349 and report["n_dev"] == 872
     assert report["dev_accuracy"] > 0.78
     scorer = build_scorer(f"tfidf-sst2:{out}")
-    dev = read_sst2_tsv(shared_data / "sst2" / "dev.tsv")
+    dev = load_sst2(str(shared_data / "sst2" / "dev.tsv"), "dev")
     pred = np.array(scorer.score([r["text"] for r in dev])) >= 0.5
     assert np.mean(pred == np.array([r["label"] == 1 for r in dev])) == pytest.approx(report["dev_accuracy"])
     assert scorer.attribute == "positive" and scorer.version.startswith("json-")
@@ -219,3 +219,23 @@ def test_registry_rejects_unknown_specs():
             build_scorer(bad)
     with pytest.raises(ModelError, match="not found"):
         build_scorer("detoxify:/does/not/exist.ckpt")
+
+
+def test_hf_sentiment_scorer_from_a_local_folder(tmp_path):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    _, _, tok = _tiny_detoxify(tmp_path)
+    cfg = DistilBertConfig(vocab_size=tok.vocab_size, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                           max_position_embeddings=64, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                           label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    torch.manual_seed(1)
+    model = DistilBertForSequenceClassification(cfg).eval()
+    folder = tmp_path / "sst2-tiny"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    scorer = build_scorer(f"hf:{folder}")
+    texts = ["what a nice day", "you are an idiot"]
+    with torch.no_grad():
+        want = torch.softmax(model(**tok(texts, return_tensors="pt", padding=True)).logits, -1)[:, 1].tolist()
+    np.testing.assert_allclose(scorer.score(texts), want, rtol=1e-5)
+    assert scorer.attribute == "positive" and scorer.name == "hf:sst2-tiny"

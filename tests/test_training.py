@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -227,7 +228,30 @@ def test_jigsaw_rad_and_arm_baseline_beat_chance(shared_data, tmp_path):
     for parametrization in ("rad", "arm-baseline"):
         torch.manual_seed(0)
         model = build_reward_model(RewardConfig(parametrization=parametrization, backbone=spec, num_layers=2))
-        cfg = TrainConfig(steps=200, batch_size=16, lr=3e-4, warmup_steps=20, eval_every=0, checkpoint_every=0,
+        cfg = TrainConfig(steps=150, batch_size=16, lr=3e-4, warmup_steps=15, eval_every=0, checkpoint_every=0,
                           device="cpu")
         summary = Trainer(model, cfg, train, heldout, tmp_path / parametrization, pad_id=tok.pad_token_id).train()
+        logging.getLogger(__name__).info("jigsaw %s: held-out AUC %.3f", parametrization, summary["final"]["heldout_auc"])
         assert summary["final"]["heldout_auc"] > 0.7, (parametrization, summary["final"])
+
+
+def test_distill_candidates_are_the_base_lms_top_k(splits):
+    from bench.models.loading import load_causal_lm
+    from bench.training.distill import DistillConfig, DistillObjective
+
+    pad = load_tokenizer(TINY_GPT2).pad_token_id
+    base = load_causal_lm(TINY_GPT2)
+    teacher = _model("rad").eval()
+    student = _model("arm-distill")
+    obj = DistillObjective(teacher, DistillConfig(num_candidates=5, prior_tokens=3), ["toxicity"], base_lm=base)
+    batch = Collator(pad)([_data(splits[0])[i] for i in range(2)])
+    cands = obj.candidates(batch["input_ids"], batch["attention_mask"], teacher.vocab_size, torch.Generator())
+    with torch.no_grad():
+        logits = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert cands.shape == (*batch["input_ids"].shape, 5)
+    real = batch["attention_mask"].bool()
+    assert torch.equal(cands[real], logits.topk(5, dim=-1).indices[real])
+    loss, parts = obj(student, batch, torch.Generator().manual_seed(0))
+    loss.backward()  # the untrained student outputs 0: the loss is the teacher's own mean square (+ prior 0)
+    assert parts["baseline_prior"] == 0.0 and parts["distill_candidates"] > 0
+    assert student.proj.weight.grad is not None and student.baseline.weight.grad.abs().sum() > 0

@@ -8,7 +8,8 @@ from `calls_per_token`. Latency does not depend on the weights, so untrained / r
 
 Protocol per (method, batch size, new tokens, k): `warmup` untimed decodes, then `repeats` timed decodes of
 `new_tokens` steps each from the same random prompt ids (all rows the same length, no padding, no EOS
-stop); report the median over repeats and the spread (IQR, min, max). `ms_per_token` is the wall time of
+stop); report the median over repeats and the spread (IQR, min, max). Plain decoding is re-timed in
+alternation with each cell's repeats (`paired`), and ratios to plain use that paired median. `ms_per_token` is the wall time of
 one decoding step (one new token for every row of the batch); `tokens_per_s` counts all rows.
 """
 
@@ -55,6 +56,7 @@ class LatencyConfig:
     device: str | None = None  # None: cuda if available else cpu
     seed: int = 0
     reward_models: dict[str, str] = field(default_factory=dict)
+    paired: bool = True  # re-time plain decoding alternately with every cell (ratios robust to drift)
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in ALL_METHODS]
@@ -221,6 +223,17 @@ def decode_once(lm, scorer: Callable | None, state: PrefixCache | None, prompt: 
 
 
 # ------------------------------------------------------------------------------------ the sweep
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def protocol(cfg: LatencyConfig, device: torch.device) -> dict[str, Any]:
     """What every output row carries, so numbers are never read without how they were taken."""
     import transformers
@@ -228,7 +241,7 @@ def protocol(cfg: LatencyConfig, device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = platform.processor() or platform.machine()
+        name = _cpu_name()
     return {
         "device": device.type,
         "device_name": name,
@@ -345,13 +358,22 @@ def _measure_cell(cfg, lm, rm, scorer, counter, prompt, t, k, steer, device) -> 
         g = torch.Generator(device=gen_device).manual_seed(cfg.seed)
         return decode_once(lm, scorer, state, prompt, t, k, cfg.beta, steer, g, device, on_step=sample_rss)
 
+    def once_plain() -> RunResult:
+        g = torch.Generator(device=gen_device).manual_seed(cfg.seed)
+        return decode_once(lm, None, None, prompt, t, k, cfg.beta, steer, g, device)
+
+    paired = cfg.paired and rm is not None
     for _ in range(cfg.warmup):
         once()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if counter is not None:
         counter.reset()
-    runs = [once() for _ in range(cfg.repeats)]
+    runs, plains = [], []
+    for _ in range(cfg.repeats):  # paired: plain and this method alternate, so slow drift hits both alike
+        if paired:
+            plains.append(once_plain())
+        runs.append(once())
     steps = sum(r.steps for r in runs)
     step = spread([r.step_ms for r in runs])
     lm_ms = statistics.median(r.lm_ms for r in runs)
@@ -373,17 +395,26 @@ def _measure_cell(cfg, lm, rm, scorer, counter, prompt, t, k, steer, device) -> 
         "reward_calls_per_token": counter.head_rows / steps if counter else 0.0,
         "peak_mem_mb": peak / 2**20,
         "peak_mem_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process RSS (psutil)",
+        "plain_ms_paired": statistics.median(p.step_ms for p in plains) if plains else math.nan,
+        "plain_lm_ms_paired": statistics.median(p.lm_ms for p in plains) if plains else math.nan,
     }
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """Each method's time over plain decoding of the same (batch, new tokens) in the same run, and its limit.
 
-    `limit_measured` = 1 + (median reward-model time of this cell) / (median plain LM step): what the method
+    With `paired` (default) plain decoding is re-timed in alternation with every cell's repeats and the ratio
+    is median(method) / median(paired plain): on a shared, noisy machine a plain row timed minutes earlier
+    is not a fair reference. `limit_measured` = 1 + (median reward-model time of this cell) / (median plain LM step): what the method
     would cost if nothing but the reward forward were added to plain decoding.
     """
     plain = {(r["batch_size"], r["new_tokens"]): r for r in rows if r["method"] == "plain"}
     for r in rows:
+        if not math.isnan(r.get("plain_ms_paired", math.nan)):  # plain timed in alternation with this cell
+            r["ratio_to_plain"] = r["ms_per_token"] / r["plain_ms_paired"]
+            r["limit_measured"] = 1.0 + r["reward_ms"] / r["plain_lm_ms_paired"]
+            r["ratio_over_limit"] = r["ratio_to_plain"] / r["limit_measured"]
+            continue
         p = plain.get((r["batch_size"], r["new_tokens"]))
         if p is None:
             r["ratio_to_plain"] = r["limit_measured"] = math.nan

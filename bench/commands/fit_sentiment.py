@@ -5,7 +5,6 @@ dev accuracy. JSON, not pickle: a score file must never depend on loading untrus
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 from pathlib import Path
 
@@ -15,9 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", default=None, help="SST-2 train: a .tsv (label<TAB>text) or a source the data loader knows "
-                   "(default: <data dir>/sst2/train.tsv)")
-    p.add_argument("--dev", default=None, help="SST-2 dev, same forms (default: <data dir>/sst2/dev.tsv)")
+    p.add_argument("--train", default=None, help="SST-2 train: a TSV (label<TAB>sentence), the mirror folder or a hub id "
+                   "(default: the mirror's sst2/train.tsv, else stanfordnlp/sst2)")
+    p.add_argument("--dev", default=None, help="SST-2 dev, same forms (default: the mirror's sst2/dev.tsv)")
     p.add_argument("--out", required=True, help="model JSON to write")
     p.add_argument("--ngram-max", type=int, default=2)
     p.add_argument("--min-df", type=int, default=2)
@@ -25,42 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train", type=int, default=None, help="only the first N training rows (quick checks)")
 
 
-def read_sst2_tsv(path: str | Path) -> list[dict]:
-    """GLUE SST-2 TSV with a header whose first column is `label` (the text column's name varies)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    rows = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if not header or header[0] != "label" or len(header) != 2:
-            raise DataError(f"{path}: line 1: expected header 'label<TAB>sentence', got {header}")
-        for lineno, row in enumerate(reader, start=2):
-            if len(row) != 2 or row[0] not in ("0", "1"):
-                raise DataError(f"{path}: line {lineno}: expected '0|1<TAB>text', got {row[:2]}")
-            rows.append({"text": row[1], "label": int(row[0])})
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows
-
-
 def load_split(source: str | None, split: str) -> tuple[list[dict], str]:
-    if source is None:
-        from bench.data.paths import data_dir
+    """SST-2 rows via the data loader (mirror TSV, folder or hub id); returns rows and the source it read."""
+    from bench.data.sst2 import load_sst2
 
-        d = data_dir()
-        if d is None:
-            raise DataError(f"--{split}: not given and no data mirror found (set BENCH_DATA_DIR)")
-        source = str(d / "sst2" / f"{'dev' if split == 'dev' else 'train'}.tsv")
-    if source.endswith(".tsv"):
-        return read_sst2_tsv(source), source
-    try:
-        from bench.data.sst2 import load_sst2
-    except ImportError as exc:
-        raise DataError(f"--{split} {source}: not a .tsv file and no SST-2 loader available") from exc
-    hf_split = "validation" if split == "dev" else split
-    return [{"text": r["text"], "label": int(r["label"])} for r in load_sst2(source, hf_split)], source
+    rows = load_sst2(source, split)
+    info = getattr(rows, "info", None)
+    used = getattr(info, "source", None) or source or "default"
+    if not rows:
+        raise DataError(f"SST-2 {split} from {used}: no rows")
+    return [{"text": r["text"], "label": int(r["label"])} for r in rows], str(used)
 
 
 def run(args: argparse.Namespace) -> int:

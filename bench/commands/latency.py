@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["method", "batch_size", "new_tokens", "top_k", "ms_per_token", "ms_q1", "ms_q3", "ms_min", "ms_max",
            "tokens_per_s", "lm_ms", "reward_ms", "reward_share", "trunk_forwards_per_token",
-           "trunk_positions_per_token", "reward_calls_per_token", "peak_mem_mb", "peak_mem_kind", "ratio_to_plain",
-           "limit_measured", "limit_flops", "ratio_over_limit", "device", "device_name", "dtype", "torch",
+           "trunk_positions_per_token", "reward_calls_per_token", "peak_mem_mb", "peak_mem_kind", "plain_ms_paired",
+           "ratio_to_plain", "limit_measured", "limit_flops", "ratio_over_limit", "device", "device_name", "dtype", "torch",
            "transformers", "threads", "warmup", "repeats", "sync", "base", "reward", "prompt_len"]
 PROTOCOL_KEYS = ["device", "device_name", "dtype", "torch", "transformers", "threads", "warmup", "repeats", "sync",
                  "base", "reward", "prompt_len"]
@@ -51,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reward-model", action="append", default=[], metavar="METHOD=DIR",
                    help="a trained reward-model folder for METHOD (else untrained; latency ignores weights)")
+    p.add_argument("--unpaired", action="store_true", help="do not re-time plain decoding alongside every cell")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", default=None)
     p.add_argument("--figure", default=None)
@@ -77,7 +78,8 @@ def markdown(rows: list[dict], ratio_lines: list[str]) -> str:
     out = ["# Decoding latency", "", "Protocol: " + "; ".join(f"{k}={v}" for k, v in proto.items()) + ".",
            "ms/token = median wall time of one decoding step (one token for every row), IQR in brackets; "
            "calls = reward-head evaluations per token (hook-counted); fwd = reward-trunk forwards per token; "
-           "share = reward-model share of the step; limit = 1 + reward time / plain LM step.", ""]
+           "share = reward-model share of the step; x plain = median step / median of plain decoding timed "
+           "alternately with the same cell; limit = 1 + reward time / paired plain LM step.", ""]
     cols = ["method", "B", "T", "k", "ms/token [IQR]", "tok/s", "calls", "fwd", "share", "peak MB", "x plain",
             "limit", "limit (FLOPs)"]
     out.append("| " + " | ".join(cols) + " |")
@@ -111,6 +113,9 @@ def plot(rows: list[dict], path: str | Path) -> None:
                 continue
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
         ax.set_xscale("log", base=2)
+        ks = sorted({r["top_k"] for r in sub if r["method"] != "plain"})
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
         ax.set_yscale("log")
         ax.set_xlabel("k (candidates)")
         ax.set_ylabel("ms / token")
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         methods=[m.strip() for m in args.methods.split(",") if m.strip()], top_k=args.top_k,
         batch_sizes=args.batch_sizes, new_tokens=args.new_tokens, prompt_len=args.prompt_len, warmup=args.warmup,
         repeats=args.repeats, beta=args.beta, mlp_rank=args.mlp_rank, loop_max_k=args.loop_max_k, dtype=args.dtype,
-        device=args.device, seed=args.seed, reward_models=parse_reward_models(args.reward_model))
+        device=args.device, seed=args.seed, paired=not args.unpaired, reward_models=parse_reward_models(args.reward_model))
     rows = run_sweep(cfg)
     lines = ratio_report(rows)
     write_csv(rows, args.out_csv)

@@ -25,6 +25,7 @@ SUMMARY_HEAD = ["task", "method", "beta", "top_k", "n_prompts", "n_samples",
                 "ppl", "ppl_lo", "ppl_hi", "dist1", "dist2", "dist3", "n_nan", "n_dropped_ppl",
                 "toxicity_scorer", "toxicity_scorer_version", "sentiment_scorer", "sentiment_scorer_version",
                 "fluency_model", "fluency_scorer_version"]
+SCORER_FIELDS = SUMMARY_HEAD[SUMMARY_HEAD.index("toxicity_scorer"):]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         if cache:
             cache.close()
     write_jsonl(args.out_scores, rows)
-    write_json(f"{args.out_scores}.meta.json", {k: summary.get(k) for k in SUMMARY_HEAD[23:]} | {
+    write_json(f"{args.out_scores}.meta.json", {k: summary.get(k) for k in SCORER_FIELDS} | {
         "generations": str(args.generations), "metrics": metrics})
     write_summary(args.out_summary, summary)
     log.info("scored %d continuations of %d prompts -> %s, %s", summary["n_samples"], summary["n_prompts"],

@@ -9,6 +9,7 @@ the transformers model ourselves so a local checkpoint plus a local config/token
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -50,7 +51,15 @@ def _hub_checkpoint(variant: str) -> tuple[dict, str]:
         raise ModelError(f"detoxify variant '{variant}': unknown; expected one of {sorted(MODEL_URLS)} or a .ckpt path")
     url = MODEL_URLS[variant]
     try:
-        loaded = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+        try:
+            loaded = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # an official release that needs full unpickling: allowed only with the file's sha256 prefix
+            # (in its name) verified, never for a user-supplied path
+            log.warning("detoxify:%s needs weights_only=False; loading the hash-checked official release", variant)
+            loaded = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=False, check_hash=True)
+    except pickle.UnpicklingError:
+        raise
     except Exception as exc:  # offline: say what to do instead
         raise ModelError(
             f"detoxify:{variant}: cannot download {url} ({type(exc).__name__}); offline, pass a local "

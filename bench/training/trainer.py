@@ -139,15 +139,17 @@ def _is_binary(values: torch.Tensor) -> bool:
 
 @torch.no_grad()
 def evaluate(model: RewardModel, data: LabeledTexts, collate: Collator, batch_size: int,
-             device: torch.device, autocast: Callable[[], Any] = contextlib.nullcontext) -> dict[str, float | None]:
-    """Held-out metrics of each whole text's reward: MSE, and accuracy / ROC-AUC when labels are binary."""
+             device: torch.device, autocast: Callable[[], Any] = contextlib.nullcontext,
+             limit: int | None = None) -> dict[str, float | None]:
+    """Held-out metrics of each whole text's reward (first `limit` rows): MSE; accuracy / ROC-AUC if binary."""
     from sklearn.metrics import roc_auc_score
 
     was_training = model.training
     model.eval()
     preds, labels = [], []
-    for start in range(0, len(data), batch_size):
-        batch = collate([data[i] for i in range(start, min(len(data), start + batch_size))])
+    n = len(data) if limit is None else min(limit, len(data))
+    for start in range(0, n, batch_size):
+        batch = collate([data[i] for i in range(start, min(n, start + batch_size))])
         with autocast():
             r = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         preds.append(last_token_rewards(r, batch["attention_mask"].to(device)).float().cpu())
@@ -157,7 +159,7 @@ def evaluate(model: RewardModel, data: LabeledTexts, collate: Collator, batch_si
     names = model.config.attributes
     steer = model.config.steer_index
     mse = ((p - y) ** 2).mean(0)
-    out: dict[str, float | None] = {"heldout_n": float(len(data)), "heldout_mse": float(mse[steer]),
+    out: dict[str, float | None] = {"heldout_n": float(n), "heldout_mse": float(mse[steer]),
                                     "heldout_mse_mean": float(mse.mean())}
     aucs, accs = [], []
     for j, name in enumerate(names):
@@ -239,7 +241,7 @@ class Trainer:
         if self.heldout_data is None or len(self.heldout_data) == 0:
             return {}
         return evaluate(self.model, self.heldout_data, self.collate, self.eval_batch_size, self.device,
-                        self.autocast)
+                        self.autocast, limit=self.cfg.eval_size)
 
     # ---- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
