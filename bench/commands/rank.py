@@ -78,7 +78,9 @@ def markdown(rows: list[dict]) -> str:
     out = ["# Rank of reward matrices", "",
            "R[prefix, token] of the steering attribute; effective rank = #{sigma_i/sigma_1 > tau}; entropy rank = "
            "exp(H(sigma/sum sigma)); err r = relative Frobenius error of the best rank-r approximation; bound = "
-           "ARM's construction bound (embedding size + 1 with a baseline).", "",
+           "ARM's construction bound (embedding size + 1 with a baseline) on R as is; num. rank counts "
+           "sigma_i/sigma_1 > 1e-6 (float32 round-off), which on row-centred matrices of tiny variation can count "
+           "noise.", "",
            "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in full:
         vals = [r["task"], r["method"], "yes" if r["centered"] else "no", r["n_prefixes"], r["n_columns"],
