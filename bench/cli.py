@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         logging.getLogger("bench").error("%s", exc)
         return 2
+    except OSError as exc:  # file-system trouble the command did not anticipate: name the file, no traceback
+        where = exc.filename or "?"
+        logging.getLogger("bench").error("%s: %s", where, exc.strerror or exc)
+        return 2
     except KeyboardInterrupt:
         logging.getLogger("bench").error("interrupted")
         return 130

@@ -40,11 +40,12 @@ FAKE_GPU_FILES=(/dev/null /dev/zero /dev/full /dev/urandom)
 say() { printf 'slurm_local: %s\n' "$*"; }
 die() { local code=$1; shift; printf 'slurm_local: error: %s\n' "$*" >&2; exit "$code"; }
 
-pid_alive() {  # pid_alive FILE -> 0 if FILE names a running process
+pid_alive() {  # pid_alive FILE -> 0 if FILE names a running process of that daemon (not a recycled pid)
   [[ -s $1 ]] || return 1
-  local pid
+  local pid name
   pid=$(tr -dc '0-9' <"$1")
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+  name=$(basename "$1" .pid)
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]
 }
 
 have_binaries() {

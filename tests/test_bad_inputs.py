@@ -10,7 +10,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

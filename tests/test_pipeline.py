@@ -24,6 +24,15 @@ def snakemake(*args: str, workdir: Path, timeout: int = 120) -> subprocess.Compl
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def _bench_sources_digest() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted((REPO / "bench").rglob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Parse the 'Job stats' table of a dry run."""
     stats = output.split("Job stats:")[1]
@@ -94,8 +103,9 @@ def test_configfile_replaces_default(tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_test_config(tmp_path):
+def test_end_to_end_test_config(tmp_path, shared_data):
     """The whole DAG of config/test.yaml for real, then the report; every table and figure is checked."""
+    code_before = _bench_sources_digest()
     res = snakemake("--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path, timeout=1800)
     logs = sorted((tmp_path / "runs" / "test" / "work" / "logs").rglob("*.log"))
     assert res.returncode == 0, res.stderr[-4000:] + "".join(p.read_text()[-1500:] for p in logs[-3:])
@@ -122,11 +132,47 @@ def test_end_to_end_test_config(tmp_path):
         png = figures / f"{name}_tradeoff.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
+    # a finished run is up to date: params (incl. the code-version hash) are stable across evaluations.
+    # (Skipped if bench sources were edited meanwhile: then re-running is exactly what should happen.)
     rerun = snakemake("-n", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path)
-    assert rerun.returncode == 0 and "Nothing to be done" in rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0
+    if _bench_sources_digest() == code_before:
+        assert "Nothing to be done" in rerun.stdout + rerun.stderr, rerun.stdout[-3000:]
 
     report = tmp_path / "report.html"
     rep = snakemake("--report", str(report), "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path,
                     timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert report.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_code_version_invalidates_only_affected_outputs(tmp_path, shared_data):
+    """Editing bench/data/ re-runs `prepare`; editing bench/reporting/ does not (the rules' code param)."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for part in ("Snakefile", "workflow", "config", "bench"):
+        src = REPO / part
+        (shutil.copytree(src, repo / part, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy(src, repo / part))
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "BENCH_DATA_DIR": str(shared_data)}
+    target = "runs/test/work/data/prompts/rtp.jsonl"
+
+    def smk(*args):
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path / "w"),
+               "--configfile", str(repo / "config" / "test.yaml"), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+    res = smk("--cores", "1", target)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(smk("-n", target))
+    with open(repo / "bench" / "reporting" / "tables.py", "a") as fh:
+        fh.write("\n# edit\n")
+    assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(smk("-n", target))
+    data_py = sorted((repo / "bench" / "data").glob("*.py"))[0]
+    with open(data_py, "a") as fh:
+        fh.write("\n# edit\n")
+    out = (lambda r: r.stdout + r.stderr)(smk("-n", target))
+    assert "Params have changed since last execution" in out and "prepare_prompts" in out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from bench.cli import main as bench_main
 from helpers_reliability import (TINY_GPT2, bench_cmd, kill_after, make_reward_folder, require_command,
-                                 run_bench, sha256, temp_leftovers, write_prompts, write_train_split)
+                                 run_bench, temp_leftovers, write_prompts, write_train_split)
 
 # Fixed so a failure can be replayed; the delays after the first progress are drawn from it.
 RNG_SEED = 1234

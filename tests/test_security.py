@@ -19,8 +19,7 @@ import torch
 
 from bench.cli import main as bench_main
 from bench.errors import BenchError
-from helpers_reliability import TINY_GPT2, command_available, make_reward_folder, require_command, \
-    write_train_split
+from helpers_reliability import TINY_GPT2, make_reward_folder, require_command, write_train_split
 
 FAKE_KEY = "AIzaFAKE-perspective-key-7f3c9e1d2b"
 

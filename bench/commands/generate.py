@@ -99,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import transformers
 
-    from bench.decoding.generate import generate_continuations
     from bench.models.loading import load_causal_lm, load_tokenizer, resolve_device
     from bench.rewards.registry import load_reward_model
     from bench.utils.io import atomic_open, write_json
@@ -133,21 +132,13 @@ def run(args: argparse.Namespace) -> int:
         partial.write_text("", encoding="utf-8")
         write_json(f"{partial}.meta.json", settings)
 
-    with open(partial, "a", encoding="utf-8") as fh:
-        def on_batch(_start: int, recs: list[dict]) -> None:
-            for rec in recs:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-        stats: dict = {}
-        if todo:
-            generated = generate_continuations(
-                base, tok, [r["prompt"] for r in todo], reward, top_k=args.top_k, beta=beta,
-                direction=args.direction, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
-                batch_size=args.batch_size, seed=args.seed, attribute=args.attribute,
-                keys=[r["id"] for r in todo], on_batch=on_batch, stats=stats)
-            done.update({g["id"]: g for g in generated})
+    try:
+        stats = _generate_into(partial, done, todo, base, tok, reward, beta, args)
+    except BaseException:
+        if not done and partial.exists() and partial.stat().st_size == 0:  # nothing finished: leave nothing behind
+            partial.unlink(missing_ok=True)
+            Path(f"{partial}.meta.json").unlink(missing_ok=True)
+        raise
 
     with atomic_open(out) as fh:
         for rec in prompts:
@@ -166,3 +157,28 @@ def run(args: argparse.Namespace) -> int:
     log.info("wrote %d prompts x %d samples to %s (%.1f tokens/s)", len(prompts), args.num_samples, out,
              meta.get("tokens_per_s") or float("nan"))
     return 0
+
+
+def _generate_into(partial: Path, done: dict, todo: list[dict], base, tok, reward, beta: float,
+                   args: argparse.Namespace) -> dict:
+    """Generate the prompts not yet done into `done`, appending each finished batch to the partial file
+    (fsynced); returns the run's token counts and timings."""
+    from bench.decoding.generate import generate_continuations
+
+    with open(partial, "a", encoding="utf-8") as fh:
+        def on_batch(_start: int, recs: list[dict]) -> None:
+            for rec in recs:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+        stats: dict = {}
+        if todo:
+            generated = generate_continuations(
+                base, tok, [r["prompt"] for r in todo], reward, top_k=args.top_k, beta=beta,
+                direction=args.direction, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
+                batch_size=args.batch_size, seed=args.seed, attribute=args.attribute,
+                keys=[r["id"] for r in todo], on_batch=on_batch, stats=stats)
+            done.update({g["id"]: g for g in generated})
+
+    return stats

@@ -25,6 +25,10 @@ SUMMARY_HEAD = ["task", "method", "beta", "top_k", "n_prompts", "n_samples",
                 "ppl", "ppl_lo", "ppl_hi", "dist1", "dist2", "dist3", "n_nan", "n_dropped_ppl",
                 "toxicity_scorer", "toxicity_scorer_version", "sentiment_scorer", "sentiment_scorer_version",
                 "fluency_model", "fluency_scorer_version"]
+# generation-meta fields that describe one execution, not the result: kept out of summaries and tables so the
+# same config and seed give byte-identical tables (timings live in the generations' .meta.json and in latency)
+RUN_SPECIFIC_META = frozenset({"tokens_per_s", "wall_time_s", "generated_tokens", "resumed_prompts", "out",
+                               "device", "python", "torch", "transformers"})
 SCORER_FIELDS = SUMMARY_HEAD[SUMMARY_HEAD.index("toxicity_scorer"):]
 
 
@@ -136,7 +140,9 @@ def score_generations(records: list[dict], meta: dict, metrics: list[str], toxic
     head = {"task": meta.get("task"), "method": meta.get("method"), "beta": meta.get("beta"),
             "top_k": meta.get("top_k"), "n_prompts": len(records), "n_samples": len(flat)}
     summary = {**head, **stats, **summary}
-    for key, value in meta.items():  # the run's settings become columns (scalars only)
+    for key, value in meta.items():  # the run's settings become columns (scalars only; no timings)
+        if key in RUN_SPECIFIC_META:
+            continue
         if key not in summary and (value is None or isinstance(value, (str, int, float, bool))):
             summary[key] = value
     return rows, summary

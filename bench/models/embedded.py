@@ -11,11 +11,11 @@ import importlib.util
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import ModelError
+from bench.utils.io import staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def embedded_model_path(name: str) -> Path:
     if getattr(model, "is_quantized", False):
         model.is_quantized = False
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    tmp = staging_dir(target)
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)

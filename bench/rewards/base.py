@@ -16,7 +16,6 @@ Every model saves to / loads from a folder holding `reward_config.json` and `mod
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from dataclasses import dataclass, field

@@ -11,13 +11,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from bench.errors import ModelError
 from bench.rewards.base import CONFIG_NAME, WEIGHTS_NAME, RewardConfig, RewardModel
+from bench.utils.io import staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def save_reward_model(model: RewardModel, folder: str | os.PathLike) -> None:
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = staging_dir(folder)
     try:
         (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
         tensors = {k: v.to("cpu") for k, v in model.trainable_state_dict().items()}

@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,12 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, ModelError
 from bench.rewards.base import RewardModel
 from bench.training.collate import Collator, LabeledTexts
 from bench.training.losses import get_loss, last_token_rewards
 from bench.utils.io import atomic_path, write_json
+from bench.utils.io import staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +279,17 @@ class Trainer:
         latest = self.ckpt / "latest.json"
         if not latest.exists():
             return False
-        meta = json.loads(latest.read_text(encoding="utf-8"))
-        state = torch.load(self.ckpt / meta["state"], map_location="cpu", weights_only=True)
+        current = latest
+        try:
+            meta = json.loads(latest.read_text(encoding="utf-8"))
+            current = self.ckpt / meta["state"]
+            state = torch.load(current, map_location="cpu", weights_only=True)
+            current = self.ckpt / meta["weights"]
+            tensors = load_file(str(current))
+        except Exception as exc:  # corrupt file, truncated write, or a pickle that is not plain tensors/state
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            raise ModelError(f"{current}: cannot resume from this checkpoint ({type(exc).__name__}: {reason}); "
+                             f"only weights_only-loadable state is accepted. Delete {self.ckpt} to start over") from exc
         saved = state["train_config"]
         now = dataclasses.asdict(self.cfg)
         changed = [k for k in RESUME_KEYS if saved.get(k) != now.get(k)]
@@ -288,7 +297,6 @@ class Trainer:
             raise ConfigError(f"{self.ckpt}: cannot resume, settings changed since the checkpoint: "
                               + ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
                               + f" (delete {self.ckpt} to start over)")
-        tensors = load_file(str(self.ckpt / meta["weights"]))
         missing, unexpected = self.model.load_state_dict(tensors, strict=False)
         if unexpected or set(missing) & set(self.model.trainable_state_dict()):
             raise ConfigError(f"{self.ckpt}: checkpoint does not match this model (unexpected {unexpected[:5]})")
@@ -393,7 +401,7 @@ class Trainer:
     def write_final(self, summary: dict[str, Any]) -> None:
         """Model + train_log.jsonl + train_summary.json appear together (one rename of the folder)."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        staging = staging_dir(self.out)
         try:
             folder = staging / "model"
             self.model.save_pretrained(folder)
