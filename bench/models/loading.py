@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl

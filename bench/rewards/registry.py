@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
 
 from bench.errors import ModelError
 from bench.rewards.base import CONFIG_NAME, WEIGHTS_NAME, RewardConfig, RewardModel
