@@ -82,15 +82,22 @@ def res(rule_name, key):
     return r.get(rule_name, {}).get(key, r.get("default", {}).get(key, builtin[key]))
 
 
+DATA_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt", ".gz"}
+
+
 def resolve_source(src):
     """Hub id stays as is; a relative path resolves against data_dir (then the working directory)."""
     p = Path(src)
-    if p.is_absolute():
+    if p.is_absolute() and p.exists():
         return str(p)
-    if DATA_DIR is not None and (Path(DATA_DIR) / p).exists():
+    if not p.is_absolute() and DATA_DIR is not None and (Path(DATA_DIR) / p).exists():
         return str((Path(DATA_DIR) / p).resolve())
-    if p.exists():
+    if not p.is_absolute() and p.exists():
         return str(p.resolve())
+    looks_like_path = p.is_absolute() or str(src).startswith((".", "~")) or p.suffix.lower() in DATA_SUFFIXES
+    if looks_like_path:
+        raise ValueError(f"data source '{src}': file not found (looked in data_dir={DATA_DIR} and "
+                         f"{Path.cwd()}); expected an existing local file/folder or a Hugging Face hub id")
     return src
 
 

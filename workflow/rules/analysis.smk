@@ -6,6 +6,8 @@ import shlex as _shlex
 
 import jsonschema as _jsonschema
 
+ANALYSIS_CAPTIONS = os.path.join(workflow.basedir, "workflow", "report")
+
 
 def _analysis_config():
     schema = yaml.safe_load((Path(workflow.basedir) / "workflow" / "schemas" / "analysis.schema.yaml").read_text())
@@ -64,9 +66,11 @@ rule latency:
             LATENCY["base"] or config["models"]["base"], LATENCY["reward"] or config["models"]["reward_backbone"]
         ),
     output:
-        csv=f"{RESULTS}/tables/latency.csv",
+        csv=report(f"{RESULTS}/tables/latency.csv", caption=os.path.join(ANALYSIS_CAPTIONS, "latency_table.rst"),
+                   category="Latency", labels={"table": "latency"}),
         md=f"{RESULTS}/tables/latency.md",
-        fig=f"{FIGURES}/latency.png",
+        fig=report(f"{FIGURES}/latency.png", caption=os.path.join(ANALYSIS_CAPTIONS, "latency.rst"),
+                   category="Latency", labels={"figure": "ms/token vs k"}),
     params:
         args=latency_args,
         code=code_version("commands/latency.py", "analysis/", "rewards/"),
@@ -118,11 +122,14 @@ rule rank:
         prefixes=[rank_prefix_file(t) for t in rank_tasks()],
         models=model_markers(config["models"]["base"], config["models"]["reward_backbone"]),
     output:
-        csv=f"{RESULTS}/tables/rank.csv",
+        csv=report(f"{RESULTS}/tables/rank.csv", caption=os.path.join(ANALYSIS_CAPTIONS, "rank_table.rst"),
+                   category="Rank analysis", labels={"table": "rank"}),
         md=f"{RESULTS}/tables/rank.md",
         spectrum=f"{RESULTS}/tables/rank_spectrum.csv",
-        fig_spectrum=f"{FIGURES}/rank_spectrum.png",
-        fig_growth=f"{FIGURES}/rank_vs_prefixes.png",
+        fig_spectrum=report(f"{FIGURES}/rank_spectrum.png", caption=os.path.join(ANALYSIS_CAPTIONS, "rank_spectrum.rst"),
+                            category="Rank analysis", labels={"figure": "spectrum"}),
+        fig_growth=report(f"{FIGURES}/rank_vs_prefixes.png", caption=os.path.join(ANALYSIS_CAPTIONS, "rank_vs_prefixes.rst"),
+                          category="Rank analysis", labels={"figure": "rank vs. prefixes"}),
     params:
         args=rank_args,
         code=code_version("commands/rank.py", "analysis/", "rewards/"),
