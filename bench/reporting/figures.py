@@ -79,8 +79,8 @@ def tradeoff_figure(df: pd.DataFrame, family: str, path: str | Path) -> Path:
     for ax, (title, part) in zip(axes[0], panels):
         _panel(ax, part, ycol, ylabel, scale, title)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, format="png")
