@@ -213,7 +213,9 @@ def test_bench_score_end_to_end_and_cache_reuse(tmp_path, tiny_spec, monkeypatch
     assert float(s["dist1"]) == pytest.approx((4 / 6 + 1) / 2)
     assert s["toxicity_scorer"] == "profanity-check" and s["toxicity_scorer_version"].startswith("alt-profanity-check==")
     assert s["sentiment_scorer"] == "vader" and s["fluency_model"] == tiny_spec
-    assert s["reward_model"] == "/x" and s["tokens_per_s"] == "12.5" and s["n_dropped_ppl"] == "0"
+    assert s["reward_model"] == "/x" and s["n_dropped_ppl"] == "0"
+    # timings describe one execution, not the result: kept out so same config + seed -> identical tables
+    assert "tokens_per_s" not in s
     # second run (another 'beta' reading the same texts): the real scorer is never called again
     first = (tmp_path / "s.jsonl").read_bytes()
     assert main(argv) == 0
