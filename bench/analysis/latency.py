@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.rewards.base import PrefixCache, RewardConfig, RewardModel
+from bench.rewards.base import PrefixCache, RewardConfig, RewardModel, cache_kwarg, output_cache
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +135,6 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(vals), "q1": q1, "q3": q3, "min": vals[0], "max": vals[-1]}
 
 
-def cache_kwarg(module: nn.Module) -> str:
-    import inspect
-
-    params = inspect.signature(module.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def output_cache(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def count_params(module: nn.Module, skip_embeddings: bool = True) -> int:

@@ -11,7 +11,6 @@ from a RAD teacher by `bench.training.distill`).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 
@@ -20,22 +19,12 @@ from torch import nn
 
 from bench.errors import ModelError
 from bench.rewards.base import PrefixCache, RewardConfig, RewardModel, position_ids_from_mask
+from bench.rewards.base import cache_kwarg, output_cache
 
 log = logging.getLogger(__name__)
 
 ARM_NAMES = ("arm", "arm-baseline", "arm-distill")
 BASELINE_NAMES = ("arm-baseline", "arm-distill", "arm-mlp")
-
-
-def _cache_kwarg(module: nn.Module) -> str:
-    """transformers >= 5.2x calls the KV-cache argument `cache`; earlier 5.x `past_key_values`."""
-    params = inspect.signature(module.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _output_cache(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 class ARMRewardModel(RewardModel):
@@ -58,7 +47,7 @@ class ARMRewardModel(RewardModel):
         # The same Parameter as the input embeddings when tied (no copy); frozen either way.
         self.token_embeddings = out_emb.weight
         self.token_embeddings.requires_grad_(False)
-        self._cache_kw = _cache_kwarg(self.backbone)
+        self._cache_kw = cache_kwarg(self.backbone)
         d = int(self.backbone.config.hidden_size)
         d_e = int(self.token_embeddings.shape[1])
         m = config.num_outputs
@@ -162,7 +151,7 @@ class ARMRewardModel(RewardModel):
                             position_ids=position_ids_from_mask(full_mask)[:, p:],
                             use_cache=True, **{self._cache_kw: state.past_key_values})
         h = out.last_hidden_state[:, -1]
-        state.commit(input_ids, attention_mask, _output_cache(out))
+        state.commit(input_ids, attention_mask, output_cache(out))
         state.arm_last_hidden = (state.length, h)
         return h
 

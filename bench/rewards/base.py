@@ -78,6 +78,20 @@ class RewardConfig:
         return cls(**data)
 
 
+def cache_kwarg(module: nn.Module) -> str:
+    """transformers >= 5.2x names the KV-cache argument `cache`; earlier 5.x used `past_key_values`."""
+    import inspect
+
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache of a model output, under either name."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that ignore left padding: a prompt gets the same positions alone or in a padded batch."""
     pos = attention_mask.long().cumsum(-1) - 1

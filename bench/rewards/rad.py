@@ -11,26 +11,15 @@ following the prefix as it grows by the sampled token.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 
 import torch
 from torch import nn
 
-from bench.rewards.base import PrefixCache, RewardConfig, RewardModel, position_ids_from_mask
+from bench.rewards.base import (PrefixCache, RewardConfig, RewardModel, cache_kwarg, output_cache,
+                                position_ids_from_mask)
 
 log = logging.getLogger(__name__)
-
-
-def cache_kwarg(module: nn.Module) -> str:
-    """transformers >= 5.2x names the KV-cache argument `cache`; earlier 5.x used `past_key_values`."""
-    params = inspect.signature(module.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def output_cache(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 class RADRewardModel(RewardModel):
