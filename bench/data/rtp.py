@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from bench.data.paths import data_dir
 from bench.data.sources import Records, SourceInfo, load_hub, progress, require_file, resolve_source
-from bench.data.splits import sample_records
+from bench.data.splits import finish_prompt_set
 from bench.errors import DataError
 from bench.utils.io import iter_jsonl
 
@@ -99,14 +99,7 @@ def load_rtp(
         ds = load_hub(res.value, "train", local_hint=MIRROR)
         rows = ((f"{res.value}: row {i}", i, rec) for i, rec in enumerate(ds))
     records = _convert(rows, info, max_toxicity)
-    if info.read == 0:
-        raise DataError(f"{info.source}: empty prompt file; expected RealToxicityPrompts JSONL records")
-    if not records:
-        raise DataError(f"{info.source}: no prompt left after filtering (read {info.read}, skipped {dict(info.skipped)})")
-    if info.skipped.get("empty_prompt"):
-        log.warning("%s: skipped %d empty prompts", info.source, info.skipped["empty_prompt"])
-    info.available = len(records)
-    records = sample_records(records, n, seed, allow_fewer=allow_fewer, what=f"RTP prompts from {info.source}")
-    info.kept = len(records)
-    info.log_summary()
-    return Records(records, info)
+    return finish_prompt_set(records, info, n=n, seed=seed, allow_fewer=allow_fewer,
+                             expected="RealToxicityPrompts JSONL records",
+                             none_left=f"no prompt left after filtering (read {info.read}, skipped {dict(info.skipped)})",
+                             what=f"RTP prompts from {info.source}")

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from bench.data.paths import data_dir
 from bench.data.sources import Records, SourceInfo, load_hub, progress, require_file, resolve_source
-from bench.data.splits import sample_records
+from bench.data.splits import finish_prompt_set
 from bench.errors import DataError
 from bench.utils.io import iter_jsonl
 
@@ -94,14 +94,7 @@ def load_sentiment_prompts(
         rows = ((f"{res.value}: row {i}", rec) for i, rec in enumerate(ds))
     info.extra.update(sentiment=sentiment, seed=seed, n=n)
     records = _convert(rows, info, sentiment)
-    if info.read == 0:
-        raise DataError(f"{info.source}: empty prompt file; expected JSONL records with prompt.text")
-    if not records:
-        raise DataError(f"{info.source}: every prompt was empty (read {info.read})")
-    if info.skipped.get("empty_prompt"):
-        log.warning("%s: skipped %d empty prompts", info.source, info.skipped["empty_prompt"])
-    info.available = len(records)
-    records = sample_records(records, n, seed, allow_fewer=allow_fewer, what=f"{sentiment} prompts from {info.source}")
-    info.kept = len(records)
-    info.log_summary()
-    return Records(records, info)
+    return finish_prompt_set(records, info, n=n, seed=seed, allow_fewer=allow_fewer,
+                             expected="JSONL records with prompt.text",
+                             none_left=f"every prompt was empty (read {info.read})",
+                             what=f"{sentiment} prompts from {info.source}")

@@ -93,3 +93,22 @@ def split_train_heldout(
         held = sorted(h0 + h1, key=rank.__getitem__)
         train = sorted(t0 + t1, key=rank.__getitem__)
     return [records[i] for i in train], [records[i] for i in held]
+
+
+def finish_prompt_set(records: list[dict], info, *, n: int | None, seed: int, allow_fewer: bool, expected: str,
+                      none_left: str, what: str):
+    """Shared tail of every prompt loader: refuse an empty file or an empty result, log skipped empty
+    prompts, sample `n` with the seed, and record the counts in `info` (written next to the output)."""
+    from bench.data.sources import Records
+
+    if info.read == 0:
+        raise DataError(f"{info.source}: empty prompt file; expected {expected}")
+    if not records:
+        raise DataError(f"{info.source}: {none_left}")
+    if info.skipped.get("empty_prompt"):
+        log.warning("%s: skipped %d empty prompts", info.source, info.skipped["empty_prompt"])
+    info.available = len(records)
+    records = sample_records(records, n, seed, allow_fewer=allow_fewer, what=what)
+    info.kept = len(records)
+    info.log_summary()
+    return Records(records, info)
