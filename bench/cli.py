@@ -31,21 +31,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (first argument that is not an option), if any."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None, *, every_command: bool = False) -> argparse.ArgumentParser:
+    """Only the chosen command's module is imported (a heavy one pulls in torch: ~3 s per call otherwise);
+    `every_command` builds all subcommands' arguments (for introspection)."""
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = _chosen_command(sys.argv[1:] if argv is None else argv)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=module)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # a command not built yet, or an optional dependency missing
-            if exc.name and exc.name.startswith("bench.commands"):
-                sub._name_parser_map.pop(name, None)
-                sub._choices_actions = [a for a in sub._choices_actions if a.dest != name]
-                continue
-            raise
+        if name != chosen and not every_command:
+            continue
+        mod = importlib.import_module(module)
         mod.add_arguments(p)
     return parser
 
@@ -53,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from bench.utils.logs import setup_logging
 
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

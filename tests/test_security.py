@@ -103,7 +103,7 @@ def test_perspective_key_has_no_flag_or_config_entry():
     """Only the environment: no CLI flag and no pipeline config key can carry it."""
     from bench.cli import build_parser
 
-    parser = build_parser()
+    parser = build_parser(every_command=True)
     helps = []
     for action in parser._subparsers._group_actions[0].choices.values():
         helps += [opt for a in action._actions for opt in a.option_strings]
