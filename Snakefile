@@ -119,6 +119,19 @@ def fmt_beta(b):
 
 THREADS_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
 
+# Every rule that writes to results/ or figures/ also reads this stamp of the run folder. Those outputs are
+# committed, and Snakemake does not rebuild missing intermediates beneath targets that exist: without the
+# stamp (a target of `all`, so a missing one is made), a fresh clone's `snakemake --cores all` would do nothing. A new run folder -> a new stamp -> the
+# committed tables and figures are older than an input -> the whole DAG runs.
+RUN_STAMP = f"{W}/run_started.txt"
+
+
+rule run_stamp:
+    output:
+        RUN_STAMP,
+    shell:
+        "date -u '+%Y-%m-%dT%H:%M:%SZ' > {output}"
+
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -141,11 +154,12 @@ def analysis_targets():
 report: "workflow/report/workflow.rst"
 
 
-localrules: all, merge_splits, tables, figures
+localrules: all, run_stamp, merge_splits, tables, figures
 
 
 rule all:
     input:
+        RUN_STAMP,
         report_targets(),
         analysis_targets(),
         agreement_targets(),

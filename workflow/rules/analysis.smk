@@ -65,6 +65,7 @@ rule latency:
         models=model_markers(
             LATENCY["base"] or config["models"]["base"], LATENCY["reward"] or config["models"]["reward_backbone"]
         ),
+        run=RUN_STAMP,
     output:
         csv=report(f"{RESULTS}/tables/latency.csv", caption=os.path.join(ANALYSIS_CAPTIONS, "latency_table.rst"),
                    category="Latency", labels={"table": "latency"}),
@@ -121,6 +122,7 @@ rule rank:
         rewards=[f"{W}/rewards/{t}/{p}/{f}" for t in rank_tasks() for p in rank_methods() for f in REWARD_FILES],
         prefixes=[rank_prefix_file(t) for t in rank_tasks()],
         models=model_markers(config["models"]["base"], config["models"]["reward_backbone"]),
+        run=RUN_STAMP,
     output:
         csv=report(f"{RESULTS}/tables/rank.csv", caption=os.path.join(ANALYSIS_CAPTIONS, "rank_table.rst"),
                    category="Rank analysis", labels={"table": "rank"}),

@@ -41,7 +41,8 @@ def _report_figure(task):
 
 rule tables:
     input:
-        summary_files(),
+        summaries=summary_files(),
+        run=RUN_STAMP,
     output:
         [_report_table(t) if ext == "csv" else f"{RESULTS}/tables/{t}.{ext}" for t in TASKS for ext in TABLE_FORMATS],
     params:
@@ -55,12 +56,13 @@ rule tables:
         runtime=res("report", "runtime"),
         gpu=0,
     shell:
-        "{BENCH} tables --summaries {input} --out-dir {params.out} > {log} 2>&1"
+        "{BENCH} tables --summaries {input.summaries} --out-dir {params.out} > {log} 2>&1"
 
 
 rule figures:
     input:
-        summary_files(),
+        summaries=summary_files(),
+        run=RUN_STAMP,
     output:
         [_report_figure(t) for t in TASKS],
     params:
@@ -74,10 +76,12 @@ rule figures:
         runtime=res("report", "runtime"),
         gpu=0,
     shell:
-        "MPLBACKEND=Agg {BENCH} figures --summaries {input} --out-dir {params.out} > {log} 2>&1"
+        "MPLBACKEND=Agg {BENCH} figures --summaries {input.summaries} --out-dir {params.out} > {log} 2>&1"
 
 
 rule agreement:
+    input:
+        run=RUN_STAMP,
     output:
         report(
             f"{RESULTS}/tables/scorer_agreement.csv",
