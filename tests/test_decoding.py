@@ -174,6 +174,21 @@ def test_processor_resets_on_new_generate_call(base, rad):
     assert reused.state.resets >= 1  # (PrefixCache.reset() zeroes its own counter, so it never exceeds 1)
 
 
+def test_stale_attention_mask_refused(rad):
+    """A mask set for one batch must not be applied to another batch of the same shape."""
+    proc = TopKRewardLogitsProcessor(rad, top_k=5, beta=5.0)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    first, other = torch.tensor([[0, 0, 11, 12], [5, 6, 7, 8]]), torch.tensor([[0, 0, 21, 22], [5, 6, 7, 8]])
+    scores = torch.randn(2, rad.vocab_size)
+    proc.set_attention_mask(mask)
+    proc(first, scores)
+    proc(torch.cat([first, torch.tensor([[3], [4]])], dim=1), torch.randn(2, rad.vocab_size))  # same run: fine
+    with pytest.raises(ConfigError, match="set_attention_mask"):
+        proc(other, scores)
+    proc.set_attention_mask(mask)  # the documented way: a fresh mask for the new batch
+    proc(other, scores)
+
+
 def test_vocab_mismatch_refused(base):
     from bench.models.embedded import embedded_model_path
 

@@ -55,6 +55,7 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
             self.attribute = attribute
         self.state: PrefixCache | None = reward_model.new_state() if reward_model is not None else None
         self.attention_mask = attention_mask
+        self._mask_prompt: torch.Tensor | None = None  # the prompt tokens the mask was first used with
         self.reward_calls = 0
 
     @property
@@ -64,6 +65,7 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
     def set_attention_mask(self, attention_mask: torch.Tensor | None) -> None:
         """The (left-padded) prompts' mask for the next `generate` call, already expanded per sample."""
         self.attention_mask = attention_mask
+        self._mask_prompt = None
 
     def reset(self) -> None:
         if self.state is not None:
@@ -81,7 +83,15 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
                 f"attention_mask of shape {tuple(prompt.shape)} does not fit the batch {tuple(input_ids.shape)}: "
                 "pass the prompts' mask expanded for num_return_sequences (set_attention_mask before generate)"
             )
-        return torch.cat([prompt, torch.ones_like(input_ids[:, prompt.shape[1]:])], dim=1)
+        # A mask belongs to one batch of prompts: reused on another batch of the same shape it would silently
+        # mark the wrong tokens as padding.
+        p = prompt.shape[1]
+        if self._mask_prompt is None:
+            self._mask_prompt = input_ids[:, :p].clone()
+        elif not torch.equal(self._mask_prompt.to(input_ids.device), input_ids[:, :p]):
+            raise ConfigError("the attention mask set on this processor belongs to another batch of prompts: "
+                              "call set_attention_mask(mask) before each generate call")
+        return torch.cat([prompt, torch.ones_like(input_ids[:, p:])], dim=1)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         k = min(self.top_k, scores.shape[-1])
