@@ -42,6 +42,7 @@ rule train:
     log:
         f"{W}/logs/train/{{task}}.{{param}}.log",
     threads: res("train", "threads")
+    priority: 10  # every generation waits on a trained model: start these first
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
@@ -69,6 +70,7 @@ rule train_distill:
     log:
         f"{W}/logs/train/{{task}}.{{param}}.log",
     threads: res("train", "threads")
+    priority: 10  # every generation waits on a trained model: start these first
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
