@@ -30,7 +30,7 @@ def _model(parametrization: str, attributes=("toxicity", "insult"), **kw):
 
 
 def test_untrained_rewards_are_zero():
-    for name in ("arm", "arm-baseline", "arm-mlp"):
+    for name in ("rad", "arm", "arm-baseline", "arm-mlp"):
         model = build_reward_model(RewardConfig(parametrization=name, backbone=TINY_GPT2, mlp_rank=4)).eval()
         with torch.no_grad():
             assert model(IDS, MASK).abs().max().item() == 0.0

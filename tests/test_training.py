@@ -242,6 +242,9 @@ def test_distill_candidates_are_the_base_lms_top_k(splits):
     pad = load_tokenizer(TINY_GPT2).pad_token_id
     base = load_causal_lm(TINY_GPT2)
     teacher = _model("rad").eval()
+    with torch.no_grad():  # an untrained RAD head is zero: give the teacher rewards to distil
+        teacher.head.weight.normal_(std=0.5, generator=torch.Generator().manual_seed(1))
+        teacher.head.bias.fill_(0.3)
     student = _model("arm-distill")
     obj = DistillObjective(teacher, DistillConfig(num_candidates=5, prior_tokens=3), ["toxicity"], base_lm=base)
     batch = Collator(pad)([_data(splits[0])[i] for i in range(2)])
