@@ -130,7 +130,7 @@ rule run_stamp:
     output:
         RUN_STAMP,
     shell:
-        "date -u '+%Y-%m-%dT%H:%M:%SZ' > {output}"
+        "date -u '+%Y-%m-%dT%H:%M:%SZ' > {output:q}"
 
 
 include: "workflow/rules/data.smk"

@@ -60,6 +60,19 @@ def _fill_defaults(obj: Any, schema: dict, root: dict) -> None:
             _fill_defaults(item, schema["items"], root)
 
 
+def _non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "<top level>", obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{where}.{k}" if where else str(k))
+        if found:
+            return found
+    return None
+
+
 def validate_config(config: dict, schema: dict | None = None, source: str = "config") -> dict:
     """Validate `config` in place (defaults filled) and return it; raise ConfigError naming the key."""
     import jsonschema
@@ -67,6 +80,9 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(config).__name__}")
     schema = schema or load_schema()
+    bad = _non_finite(config)
+    if bad:  # YAML's .inf / .nan are numbers to JSON schema: refuse them here, naming the key
+        raise ConfigError(f"{source}: key '{bad[0]}' = {bad[1]!r}: expected a finite number")
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

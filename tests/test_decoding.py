@@ -230,9 +230,12 @@ def test_cli_generate_and_resume(tmp_path, rad):
     partial = tmp_path / "resumed.jsonl.partial.jsonl"
     settings = {k: meta[k] for k in ("method", "reward_model", "beta", "top_k", "direction", "attribute",
                                      "num_samples", "max_new_tokens", "seed", "base", "task", "prompts",
-                                     "max_prompts", "dtype")}
+                                     "max_prompts", "dtype", "reward_digest", "base_digest")}
     (tmp_path / "resumed.jsonl.partial.jsonl.meta.json").write_text(json.dumps(settings))
-    done = [{"id": r["id"], "prompt": r["prompt"], "continuations": r["continuations"]} for r in recs[:3]]
+    from bench.commands.generate import prompt_digest
+
+    done = [{"id": r["id"], "prompt": r["prompt"], "continuations": r["continuations"],
+             "prompt_sha256": prompt_digest(r["prompt"])} for r in recs[:3]]
     partial.write_text("".join(json.dumps(d) + "\n" for d in done) + '{"id": "p3", "pro')
     assert main(common + ["--out", str(out)]) == 0
     assert out.read_text() == full

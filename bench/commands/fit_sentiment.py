@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from bench.errors import DataError
+from bench.utils.argtypes import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ngram-max", type=int, default=2)
     p.add_argument("--min-df", type=int, default=2)
     p.add_argument("--C", type=float, default=4.0)
-    p.add_argument("--max-train", type=int, default=None, help="only the first N training rows (quick checks)")
+    p.add_argument("--max-train", type=positive_int, default=None, help="only the first N training rows (quick checks)")
 
 
 def load_split(source: str | None, split: str) -> tuple[list[dict], str]:
@@ -42,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from bench.metrics.tfidf import TfidfConfig, TfidfModel, fit_tfidf_logreg
-    from bench.utils.io import atomic_open, write_json
+    from bench.utils.io import atomic_outputs, check_writable, dumps_finite, write_json
 
+    report = Path(args.out).with_suffix(".metrics.json")
+    check_writable(args.out, report)
     train, train_src = load_split(args.train, "train")
     dev, dev_src = load_split(args.dev, "dev")
     if args.max_train:
@@ -55,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
     prob = model.predict_proba([r["text"] for r in dev])
     acc = float(np.mean((prob >= 0.5) == np.array([r["label"] for r in dev], dtype=bool)))
     obj["train"] = {"source": train_src, "n": len(train), "dev_source": dev_src, "n_dev": len(dev), "dev_accuracy": acc}
-    with atomic_open(args.out) as fh:
-        json.dump(obj, fh)
-    report = Path(args.out).with_suffix(".metrics.json")
-    write_json(report, {"dev_accuracy": acc, "n_train": len(train), "n_dev": len(dev), "train_source": train_src,
-                        "dev_source": dev_src, "config": obj["config"], "n_features": len(obj["vocabulary"])})
+    with atomic_outputs(args.out, report) as (tmp_model, tmp_report):  # the model and its report together
+        Path(tmp_model).write_text(dumps_finite(obj, args.out), encoding="utf-8")
+        write_json(report, {"dev_accuracy": acc, "n_train": len(train), "n_dev": len(dev), "train_source": train_src,
+                            "dev_source": dev_src, "config": obj["config"], "n_features": len(obj["vocabulary"])},
+                   into=tmp_report)
     print(f"dev accuracy {acc:.4f} on {len(dev)} sentences; model -> {args.out}; report -> {report}")
     return 0

@@ -1,9 +1,12 @@
 """`bench generate`: plain (no --reward) or reward-guided sampling of continuations to a JSONL file.
 
 Resumable: every finished batch is appended to `<out>.partial.jsonl` (next to its settings in
-`<out>.partial.meta.json`); a restart with the same settings skips the prompts found there. Samples are
+`<out>.partial.meta.json`); a restart skips the prompts found there. What is resumed is checked: the
+settings, the identity of the models (the reward folder's weights digest) and, per record, the sha256 of
+the prompt text; whatever differs is generated again, with a warning naming what changed. Samples are
 seeded per prompt id, so the final file has the same bytes whether or not the run was interrupted.
-The final JSONL and `<out>.meta.json` are written atomically; the partial files are then removed.
+The final JSONL and `<out>.meta.json` appear together (both renamed at the end); the partial files are then
+removed. Each finished batch on disk is a `generate-batch` progress point (`bench.utils.testhooks`).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 from pathlib import Path
 
 from bench.errors import ConfigError, DataError
+from bench.utils.argtypes import non_negative_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reward", default=None, help="reward-model folder; plain top-k sampling when absent")
     p.add_argument("--prompts", required=True, help="prompts JSONL ({id, prompt, ...})")
     p.add_argument("--out", required=True, help="output generations JSONL")
-    p.add_argument("--beta", type=float, default=0.0, help="reward weight (>= 0)")
+    p.add_argument("--beta", type=non_negative_float, default=0.0, help="reward weight (finite, >= 0)")
     p.add_argument("--top-k", type=int, default=20, help="candidates kept per step (RAD k)")
     p.add_argument("--direction", choices=["away", "toward"], default="away",
                    help="steer away from (1-r) or toward (r) the attribute")
     p.add_argument("--attribute", default=None, help="reward output that steers (default: the model's steer_attribute)")
-    p.add_argument("--num-samples", type=int, default=25)
-    p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per batch (x num-samples rows)")
+    p.add_argument("--num-samples", type=positive_int, default=25)
+    p.add_argument("--max-new-tokens", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="prompts per batch (x num-samples rows)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-prompts", type=int, default=None, help="only the first N prompts")
+    p.add_argument("--max-prompts", type=positive_int, default=None, help="only the first N prompts (default: all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--task", default=None, help="task label stored in the meta file (e.g. detox, sentiment)")
@@ -52,6 +57,9 @@ def read_prompts(path: str | os.PathLike, max_prompts: int | None) -> list[dict]
                 raise DataError(f"{path}: line {lineno}: missing key '{key}'; expected {{id, prompt, ...}}")
         if not isinstance(rec["prompt"], str) or not rec["prompt"]:
             raise DataError(f"{path}: line {lineno}: 'prompt' must be a non-empty string")
+        if isinstance(rec["id"], bool) or not isinstance(rec["id"], (str, int)) or rec["id"] == "":
+            raise DataError(f"{path}: line {lineno}: 'id' = {json.dumps(rec['id'])}: expected a non-empty "
+                            "string or an integer")
         rec["id"] = str(rec["id"])
         if rec["id"] in seen:
             raise DataError(f"{path}: line {lineno}: duplicate id '{rec['id']}'")
@@ -64,26 +72,48 @@ def read_prompts(path: str | os.PathLike, max_prompts: int | None) -> list[dict]
     return records
 
 
-def _read_partial(path: Path, settings: dict) -> dict[str, dict]:
-    """Completed records of an interrupted run with the same settings (a torn last line is dropped)."""
+def prompt_digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _read_partial(path: Path, settings: dict, prompts: list[dict]) -> dict[str, dict]:
+    """Completed records of an interrupted run, kept only where settings, models and prompt text are the same
+    as now (a torn last line is dropped); every reason to regenerate is logged as a warning."""
     meta_path = Path(f"{path}.meta.json")
     if not path.exists() or not meta_path.exists():
         return {}
     try:
         old = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         old = None
     if old != settings:
-        log.warning("%s: written with other settings; starting over", path)
+        if isinstance(old, dict):
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            what = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+        else:
+            what = f"{meta_path} unreadable"
+        log.warning("%s: written with other settings (%s); starting over", path, what)
         return {}
+    texts = {r["id"]: prompt_digest(r["prompt"]) for r in prompts}
     done: dict[str, dict] = {}
+    edited: list[str] = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 break  # the line being written when the run was killed
+            if not isinstance(rec, dict) or "id" not in rec:
+                break
+            if rec["id"] in texts and rec.get("prompt_sha256") != texts[rec["id"]]:
+                edited.append(str(rec["id"]))
+                continue
             done[rec["id"]] = rec
+    if edited:
+        log.warning("%s: the prompt text of %d resumed record(s) changed since they were generated (%s); "
+                    "generating them again", path, len(edited), ", ".join(edited[:5]) + (" ..." if len(edited) > 5 else ""))
     return done
 
 
@@ -92,7 +122,27 @@ def _settings(args: argparse.Namespace, method: str, beta: float) -> dict:
             "top_k": args.top_k, "direction": args.direction, "attribute": args.attribute,
             "num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
             "base": args.base, "task": args.task, "prompts": str(args.prompts), "max_prompts": args.max_prompts,
-            "dtype": args.dtype}
+            "dtype": args.dtype, "reward_digest": _reward_digest(args.reward), "base_digest": _base_digest(args.base)}
+
+
+def _reward_digest(folder: str | None) -> str | None:
+    """The reward model's identity: its config and weights, not its folder name."""
+    if not folder:
+        return None
+    from bench.utils.io import files_digest
+
+    f = Path(folder)
+    return files_digest(f / "reward_config.json", f / "model.safetensors")
+
+
+def _base_digest(spec: str) -> str | None:
+    """A local base-model folder's identity (config + weights); specs that name fixed weights need none."""
+    from bench.utils.io import files_digest
+
+    p = Path(spec).expanduser()
+    if not p.is_dir():
+        return None
+    return files_digest(*sorted(p.glob("*.json")), *sorted(p.glob("*.safetensors")), *sorted(p.glob("*.bin")))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,17 +151,19 @@ def run(args: argparse.Namespace) -> int:
 
     from bench.models.loading import load_causal_lm, load_tokenizer, resolve_device
     from bench.rewards.registry import load_reward_model
-    from bench.utils.io import atomic_open, write_json
+    from bench.utils.io import check_writable
 
     out = Path(args.out)
+    partial = Path(f"{out}.partial.jsonl")
+    check_writable(out, f"{out}.meta.json", partial, f"{partial}.meta.json")
     prompts = read_prompts(args.prompts, args.max_prompts)
     device = resolve_device(args.device)
     base = load_causal_lm(args.base, dtype=args.dtype, device=str(device))
     tok = load_tokenizer(args.base)
     reward = None
     method, beta = "plain", float(args.beta)
-    if not beta >= 0:
-        raise ConfigError(f"--beta {beta}: expected a number >= 0")
+    if not (math.isfinite(beta) and beta >= 0):
+        raise ConfigError(f"--beta {beta}: expected a finite number >= 0")
     if args.reward:
         reward = load_reward_model(args.reward, device=str(device))
         method = reward.config.parametrization
@@ -122,41 +174,55 @@ def run(args: argparse.Namespace) -> int:
         beta = 0.0
     settings = _settings(args, method, beta)
 
-    partial = Path(f"{out}.partial.jsonl")
-    done = _read_partial(partial, settings)
-    todo = [r for r in prompts if r["id"] not in done]
-    if done:
-        log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), partial)
-    else:
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text("", encoding="utf-8")
-        write_json(f"{partial}.meta.json", settings)
+    from bench.utils.io import created_folders
 
-    try:
-        stats = _generate_into(partial, done, todo, base, tok, reward, beta, args)
-    except BaseException:
-        if not done and partial.exists() and partial.stat().st_size == 0:  # nothing finished: leave nothing behind
-            partial.unlink(missing_ok=True)
-            Path(f"{partial}.meta.json").unlink(missing_ok=True)
-        raise
-
-    with atomic_open(out) as fh:
-        for rec in prompts:
-            g = done[rec["id"]]
-            row = {"id": rec["id"], "prompt": rec["prompt"], "continuations": g["continuations"]}
-            row.update({k: v for k, v in rec.items() if k not in row})
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    meta = dict(settings)
-    meta.update(stats)
-    meta.update(n_prompts=len(prompts), resumed_prompts=len(prompts) - len(todo), batch_size=args.batch_size,
-                device=str(device), torch=torch.__version__, transformers=transformers.__version__,
-                python=platform.python_version(), out=str(out))
-    write_json(f"{out}.meta.json", meta)
+    with created_folders(out, partial):
+        done = _read_partial(partial, settings, prompts)
+        todo = [r for r in prompts if r["id"] not in done]
+        if done:
+            log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), partial)
+        else:
+            _start_partial(partial, settings)
+        try:
+            stats = _generate_into(partial, done, todo, base, tok, reward, beta, args)
+        except BaseException:
+            if not done and partial.exists() and partial.stat().st_size == 0:  # nothing finished: leave nothing
+                partial.unlink(missing_ok=True)
+                Path(f"{partial}.meta.json").unlink(missing_ok=True)
+            raise
+        meta = dict(settings)
+        meta.update(stats)
+        meta.update(n_prompts=len(prompts), resumed_prompts=len(prompts) - len(todo), batch_size=args.batch_size,
+                    device=str(device), torch=torch.__version__, transformers=transformers.__version__,
+                    python=platform.python_version(), out=str(out))
+        _write_outputs(out, prompts, done, meta)
     partial.unlink(missing_ok=True)
     Path(f"{partial}.meta.json").unlink(missing_ok=True)
     log.info("wrote %d prompts x %d samples to %s (%.1f tokens/s)", len(prompts), args.num_samples, out,
              meta.get("tokens_per_s") or float("nan"))
     return 0
+
+
+def _start_partial(partial: Path, settings: dict) -> None:
+    from bench.utils.io import write_json
+
+    partial.write_text("", encoding="utf-8")
+    write_json(f"{partial}.meta.json", settings)
+
+
+def _write_outputs(out: Path, prompts: list[dict], done: dict, meta: dict) -> None:
+    """The generations and their meta file appear together (two temporaries renamed at the end)."""
+    from bench.utils.io import atomic_outputs, dumps_finite
+
+    with atomic_outputs(out, f"{out}.meta.json") as (tmp_out, tmp_meta):
+        with open(tmp_out, "w", encoding="utf-8") as fh:
+            for lineno, rec in enumerate(prompts, start=1):
+                g = done[rec["id"]]
+                row = {"id": rec["id"], "prompt": rec["prompt"], "continuations": g["continuations"]}
+                row.update({k: v for k, v in rec.items() if k not in row})
+                fh.write(dumps_finite(row, out, line=lineno, ensure_ascii=False) + "\n")
+        tmp_meta.write_text(dumps_finite(meta, f"{out}.meta.json", indent=2, sort_keys=True, default=str) + "\n",
+                            encoding="utf-8")
 
 
 def _generate_into(partial: Path, done: dict, todo: list[dict], base, tok, reward, beta: float,
@@ -165,12 +231,17 @@ def _generate_into(partial: Path, done: dict, todo: list[dict], base, tok, rewar
     (fsynced); returns the run's token counts and timings."""
     from bench.decoding.generate import generate_continuations
 
+    from bench.utils.testhooks import progress_point
+
+    texts = {r["id"]: r["prompt"] for r in todo}
     with open(partial, "a", encoding="utf-8") as fh:
         def on_batch(_start: int, recs: list[dict]) -> None:
             for rec in recs:
+                rec = dict(rec, prompt_sha256=prompt_digest(texts[rec["id"]]))
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+            progress_point("generate-batch")
 
         stats: dict = {}
         if todo:

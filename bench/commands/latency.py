@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError
+from bench.utils.argtypes import layers, non_negative_float
 from bench.utils.io import atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def _ints(text: str) -> list[int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default="embedded:smollm2-135m", help="base LM spec (random:gpt2-large works)")
     p.add_argument("--reward", default="embedded:smollm2-135m", help="reward trunk backbone spec")
-    p.add_argument("--reward-layers", type=int, default=6, help="keep the first N trunk layers (0: all)")
+    p.add_argument("--reward-layers", type=layers, default=6, help="keep the first N trunk layers ('all': every one)")
     p.add_argument("--methods", default="plain,rad,rad-loop,arm,arm-baseline,arm-mlp")
     p.add_argument("--top-k", type=_ints, default=[10, 20, 40, 80])
     p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32])
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--loop-max-k", type=int, default=20, help="run rad-loop only for k up to this")
     p.add_argument("--mlp-rank", type=int, default=16)
-    p.add_argument("--beta", type=float, default=10.0)
+    p.add_argument("--beta", type=non_negative_float, default=10.0)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = LatencyConfig(
-        base=args.base, reward=args.reward, reward_layers=args.reward_layers or None,
+        base=args.base, reward=args.reward, reward_layers=args.reward_layers,
         methods=[m.strip() for m in args.methods.split(",") if m.strip()], top_k=args.top_k,
         batch_sizes=args.batch_sizes, new_tokens=args.new_tokens, prompt_len=args.prompt_len, warmup=args.warmup,
         repeats=args.repeats, beta=args.beta, mlp_rank=args.mlp_rank, loop_max_k=args.loop_max_k, dtype=args.dtype,

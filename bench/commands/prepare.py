@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from bench.errors import DataError
+from bench.utils.argtypes import finite_float, non_negative_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="hub id or file (absolute, or relative to BENCH_DATA_DIR); repeat to combine files; "
                         "default: the data set's mirror file, else its hub id")
     t.add_argument("--split", default="train", help="hub split to read (default: train)")
-    t.add_argument("--n-train", type=int, default=-1, help="training rows (-1: all that remain after held-out)")
-    t.add_argument("--n-heldout", type=int, default=0, help="held-out rows (drawn first, so stable across --n-train)")
+    t.add_argument("--n-train", type=positive_int, default=None,
+                   help="training rows (default: all that remain after held-out)")
+    t.add_argument("--n-heldout", type=non_negative_int, default=0,
+                   help="held-out rows, drawn first so stable across --n-train (0: none)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out-train", required=True, type=Path)
     t.add_argument("--out-heldout", type=Path, default=None)
@@ -44,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=("rtp", "sentiment"))
     p.add_argument("--source", default=None, help="hub id or file/folder (default: the mirror, else the hub)")
     p.add_argument("--sentiment", choices=SENTIMENTS, default=None, help="which sentiment prompt file")
-    p.add_argument("--n", type=int, default=-1, help="number of prompts (-1: all)")
+    p.add_argument("--n", type=positive_int, default=None, help="number of prompts (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-toxicity", type=float, default=0.5, help="RTP: keep prompts with toxicity below this")
+    p.add_argument("--max-toxicity", type=finite_float, default=0.5, help="RTP: keep prompts with toxicity below this")
     p.add_argument("--allow-fewer", action="store_true", help="use all prompts when fewer than --n exist")
     p.add_argument("--out", required=True, type=Path)
 
@@ -63,11 +66,13 @@ def _common_labels(parts: list) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     from bench.data.registry import TRAIN_DATASETS
     from bench.data.splits import dedupe_texts, split_train_heldout
-    from bench.utils.io import write_json, write_jsonl
+    from bench.utils.io import atomic_outputs, check_writable, write_json, write_jsonl
 
     default_attr, loader = TRAIN_DATASETS[args.dataset]
     if args.n_heldout > 0 and args.out_heldout is None:
         raise DataError("prepare train: --n-heldout > 0 needs --out-heldout")
+    paths = [p for out in (args.out_train, args.out_heldout) if out for p in (out, sidecar_path(out))]
+    check_writable(*paths)
     sources = args.source or [None]
     parts = [loader(src, args.split, davidson_label=args.davidson_label) for src in sources]
     labels = _common_labels(parts)
@@ -100,20 +105,23 @@ def run_train(args: argparse.Namespace) -> int:
         "attribute": attr,
     }
     outs = [("train", args.out_train, train)] + ([("heldout", args.out_heldout, held)] if args.out_heldout else [])
-    for role, out, recs in outs:
-        pos = sum(r["labels"][attr] >= 0.5 for r in recs)
-        write_jsonl(out, recs)
-        write_json(sidecar_path(out), {**meta, "role": role, "written": len(recs),
-                                       "class_counts": {f"{attr}>=0.5": pos, f"{attr}<0.5": len(recs) - pos}})
-        log.info("wrote %d %s rows to %s (%d with %s >= 0.5)", len(recs), role, out, pos, attr)
+    with atomic_outputs(*paths) as temps:  # the splits and their sidecars appear together
+        for (role, out, recs), tmp, tmp_side in zip(outs, temps[0::2], temps[1::2]):
+            pos = sum(r["labels"][attr] >= 0.5 for r in recs)
+            write_jsonl(out, recs, into=tmp)
+            write_json(sidecar_path(out), {**meta, "role": role, "written": len(recs),
+                                           "class_counts": {f"{attr}>=0.5": pos, f"{attr}<0.5": len(recs) - pos}},
+                       into=tmp_side)
+            log.info("wrote %d %s rows to %s (%d with %s >= 0.5)", len(recs), role, out, pos, attr)
     print(f"train={len(train)} heldout={len(held)} source={','.join(p.info.source for p in parts)}")
     return 0
 
 
 def run_prompts(args: argparse.Namespace) -> int:
-    from bench.utils.io import write_json, write_jsonl
+    from bench.utils.io import atomic_outputs, check_writable, write_json, write_jsonl
 
-    n = None if args.n < 0 else args.n
+    check_writable(args.out, sidecar_path(args.out))
+    n = args.n
     if args.dataset == "rtp":
         from bench.data.rtp import load_rtp
 
@@ -126,9 +134,10 @@ def run_prompts(args: argparse.Namespace) -> int:
 
         recs = load_sentiment_prompts(args.source, args.sentiment, n=n, seed=args.seed,
                                       allow_fewer=args.allow_fewer)
-    write_jsonl(args.out, recs)
-    write_json(sidecar_path(args.out), {**recs.info.to_json(), "seed": args.seed, "n": args.n,
-                                        "written": len(recs), "prompt_dataset": args.dataset})
+    with atomic_outputs(args.out, sidecar_path(args.out)) as (tmp, tmp_side):
+        write_jsonl(args.out, recs, into=tmp)
+        write_json(sidecar_path(args.out), {**recs.info.to_json(), "seed": args.seed, "n": args.n,
+                                            "written": len(recs), "prompt_dataset": args.dataset}, into=tmp_side)
     log.info("wrote %d prompts to %s", len(recs), args.out)
     print(f"prompts={len(recs)} source={recs.info.source}")
     return 0

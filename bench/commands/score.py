@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from bench.errors import ConfigError, DataError, ModelError
+from bench.utils.argtypes import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentiment-scorer", default=None, help="tfidf-sst2:<model.json> | vader | hf:<model>")
     p.add_argument("--fluency-model", default=DEFAULT_FLUENCY_MODEL,
                    help="scoring LM spec; if the default cannot load, the run's base LM is used (and named)")
-    p.add_argument("--fluency-batch-size", type=int, default=16)
+    p.add_argument("--fluency-batch-size", type=positive_int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", help="fluency LM dtype")
     p.add_argument("--cache", default=None, help="SQLite score cache shared across runs (default: no cache)")
     p.add_argument("--out-scores", required=True, help="per-continuation scores JSONL")
     p.add_argument("--out-summary", required=True, help="one-row summary CSV")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over prompts")
+    p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples over prompts")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
 
@@ -59,7 +60,7 @@ def read_generations(path: str | Path) -> tuple[list[dict], dict]:
     meta_path = Path(f"{path}.meta.json")
     if not meta_path.exists():
         raise DataError(f"{meta_path}: not found; `bench generate` writes it next to the generations file")
-    meta = read_json(meta_path)
+    meta = read_json(meta_path, expect=dict)
     records = []
     for lineno, rec in iter_jsonl(path):
         for key in ("id", "prompt", "continuations"):
@@ -148,11 +149,11 @@ def score_generations(records: list[dict], meta: dict, metrics: list[str], toxic
     return rows, summary
 
 
-def write_summary(path: str | Path, summary: dict) -> None:
+def write_summary(path: str | Path, summary: dict, into: str | Path | None = None) -> None:
     from bench.utils.io import atomic_open
 
     cols = SUMMARY_HEAD + [k for k in summary if k not in SUMMARY_HEAD]
-    with atomic_open(path) as fh:  # csv rows end in "\n" (lineterminator)
+    with (open(into, "w", encoding="utf-8") if into else atomic_open(path)) as fh:  # rows end in "\n"
         w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         w.writerow({k: ("" if _nan_to_none(summary.get(k)) is None else summary.get(k)) for k in cols})
@@ -164,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.models.loading import resolve_device
     from bench.utils.io import write_json, write_jsonl
 
+    from bench.utils.io import atomic_outputs, check_writable
+
+    outputs = (args.out_scores, f"{args.out_scores}.meta.json", args.out_summary)
+    check_writable(*outputs)  # before any model is loaded or text scored
     metrics = parse_metrics(args.metrics)
     if "sentiment" in metrics and not args.sentiment_scorer:
         raise ConfigError("--metrics includes sentiment: give --sentiment-scorer (tfidf-sst2:<model.json>, vader, hf:<model>)")
@@ -182,10 +187,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if cache:
             cache.close()
-    write_jsonl(args.out_scores, rows)
-    write_json(f"{args.out_scores}.meta.json", {k: summary.get(k) for k in SCORER_FIELDS} | {
-        "generations": str(args.generations), "metrics": metrics})
-    write_summary(args.out_summary, summary)
+    with atomic_outputs(*outputs) as (tmp_scores, tmp_meta, tmp_summary):  # all three appear, or none
+        write_jsonl(args.out_scores, rows, into=tmp_scores)
+        write_json(f"{args.out_scores}.meta.json", {k: summary.get(k) for k in SCORER_FIELDS} | {
+            "generations": str(args.generations), "metrics": metrics}, into=tmp_meta)
+        write_summary(args.out_summary, summary, into=tmp_summary)
     log.info("scored %d continuations of %d prompts -> %s, %s", summary["n_samples"], summary["n_prompts"],
              args.out_scores, args.out_summary)
     return 0

@@ -12,6 +12,8 @@ import argparse
 import logging
 import time
 
+from bench.utils.argtypes import layers
+
 log = logging.getLogger(__name__)
 
 PROMPT = "The city council met on Tuesday to discuss the new budget, and several residents said that"
@@ -19,7 +21,8 @@ PROMPT = "The city council met on Tuesday to discuss the new budget, and several
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default="embedded:smollm2-135m")
-    p.add_argument("--reward-layers", type=int, default=6, help="blocks of the base kept in the reward trunk")
+    p.add_argument("--reward-layers", type=layers, default=6,
+                   help="blocks of the base kept in the reward trunk ('all': every one)")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     p.add_argument("--methods", nargs="+", default=["plain", "rad", "arm"])

@@ -10,6 +10,7 @@ import logging
 import torch
 
 from bench.errors import ConfigError
+from bench.utils.argtypes import finite_float, non_negative_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -22,26 +23,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parametrization", required=True, choices=sorted(PARAMETRIZATIONS))
     parser.add_argument("--backbone", default=None,
                         help="trunk model spec (default for arm-distill: the teacher's backbone)")
-    parser.add_argument("--num-layers", type=int, default=None, help="keep the first N transformer blocks")
+    parser.add_argument("--num-layers", type=positive_int, default=None,
+                        help="keep the first N transformer blocks (default: all)")
     parser.add_argument("--train", required=True, help="training JSONL {text, labels}")
     parser.add_argument("--heldout", default=None, help="held-out JSONL for periodic evaluation")
     parser.add_argument("--attributes", default=None,
                         help="comma list (default: label keys of the first record; arm-distill: the teacher's)")
     parser.add_argument("--steer-attribute", default=None, help="output used for steering (default: the first)")
-    parser.add_argument("--mlp-rank", type=int, default=None, help="arm-mlp bottleneck rank (default: hidden size)")
+    parser.add_argument("--mlp-rank", type=positive_int, default=None, help="arm-mlp bottleneck rank (default: hidden size)")
     parser.add_argument("--teacher", default=None, help="arm-distill: trained rad reward-model folder")
     parser.add_argument("--distill-base", default=None, help="arm-distill: base LM spec whose top-k are candidates")
-    parser.add_argument("--distill-k", type=int, default=8, help="arm-distill: candidates per prefix")
-    parser.add_argument("--prior-weight", type=float, default=0.1, help="arm-distill: baseline-prior weight")
+    parser.add_argument("--distill-k", type=positive_int, default=8, help="arm-distill: candidates per prefix")
+    parser.add_argument("--prior-weight", type=non_negative_float, default=0.1, help="arm-distill: baseline-prior weight")
     parser.add_argument("--out", required=True, help="output reward-model folder")
     parser.add_argument("--steps", type=int, default=d.steps)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--grad-accum", type=int, default=d.grad_accum)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--lr", type=finite_float, default=d.lr)
+    parser.add_argument("--weight-decay", type=finite_float, default=d.weight_decay)
     parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    parser.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
+    parser.add_argument("--max-grad-norm", type=finite_float, default=d.max_grad_norm)
     parser.add_argument("--max-length", type=int, default=d.max_length)
     parser.add_argument("--eval-every", type=int, default=d.eval_every)
     parser.add_argument("--eval-size", type=int, default=d.eval_size)
@@ -65,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
                       max_grad_norm=args.max_grad_norm, max_length=args.max_length, eval_every=args.eval_every,
                       eval_size=args.eval_size, seed=args.seed, amp=args.amp, loss=args.loss,
                       checkpoint_every=args.checkpoint_every, device=args.device).validate()
+    from bench.training.trainer import checkpoint_dir
+    from bench.utils.io import check_writable
+
+    check_writable(folders=[args.out, checkpoint_dir(args.out)])  # before any model is built or step taken
     distill = args.parametrization == "arm-distill"
     if distill and not args.teacher:
         raise ConfigError("--parametrization arm-distill needs --teacher <trained rad folder>")

@@ -46,6 +46,13 @@ def _local_rows(path: Path) -> Iterable[tuple[str, int, str]]:
         yield f"{path}: line {ln}", mapping[row[0].strip()], _text(row[1], row[2])
 
 
+def _hub_label(value, where: str) -> int:
+    """The hub schema's label: 0 (negative) or 1 (positive)."""
+    if value not in (0, 1) or isinstance(value, bool):
+        raise DataError(f"{where}: column 'label': expected 0 or 1, got {value!r}")
+    return int(value)
+
+
 def _chain(first, rest):
     yield first
     yield from rest
@@ -60,8 +67,8 @@ def load_amazon_polarity(source: str | None = None, split: str = "train") -> Rec
         rows = _local_rows(path)
     else:
         ds = load_hub(res.value, split)
-        rows = ((f"{res.value}: row {i}", int(r["label"]), _text(r.get("title"), r.get("content")))
-                for i, r in enumerate(ds))
+        rows = ((f"{res.value}: row {i}", _hub_label(r.get("label"), f"{res.value}: row {i}"),
+                 _text(r.get("title"), r.get("content"))) for i, r in enumerate(ds))
     records = []
     for _, label, text in progress(rows, "amazon-polarity"):
         info.read += 1

@@ -37,8 +37,8 @@ def _scores(block: Any, where: str) -> dict[str, float | None]:
     for k, v in block.items():
         if k == "text":
             continue
-        if v is not None and not isinstance(v, (int, float)):
-            raise DataError(f"{where}: field {k!r}: expected a number or null, got {v!r}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0):
+            raise DataError(f"{where}: field {k!r}: expected a Perspective score in [0, 1] or null, got {v!r}")
         out[k] = None if v is None else float(v)
     return out
 

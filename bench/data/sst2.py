@@ -89,11 +89,15 @@ def load_sst2(source: str | None = None, split: str = "train") -> Records:
         records = []
         for row in progress(ds, f"SST-2 {res.value}", total=len(ds)):
             info.read += 1
-            label = int(row["label"])
+            label = row.get("label")
             text = str(row.get("sentence") or "").strip()
-            if label not in (0, 1):
+            if label == -1:  # the test split's hidden labels
                 info.skip("unlabeled")
                 continue
+            if label not in (0, 1) or isinstance(label, bool):
+                raise DataError(f"{res.value}: row {info.read - 1}: column 'label': expected 0 or 1 (-1: hidden), "
+                                f"got {label!r}")
+            label = int(label)
             if not text:
                 info.skip("empty_text")
                 continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -72,13 +73,32 @@ def detect_flavour(columns: list[str]) -> str | None:
 
 
 def _num(value: Any, where: str, column: str) -> float | None:
-    """A label value as float; '' / None -> None (missing)."""
+    """A label value as a finite float; '' / None -> None (missing); NaN / Inf are refused."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        return float(value)
+        x = float(value)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{where}: column {column!r}: expected a number, got {value!r}") from exc
+    if not math.isfinite(x):
+        raise DataError(f"{where}: column {column!r}: expected a finite number, got {value!r}")
+    return x
+
+
+def _fraction(value: Any, where: str, column: str) -> float | None:
+    """A label that is a share of annotators (Civil Comments, prepared splits): a number in [0, 1]."""
+    x = _num(value, where, column)
+    if x is not None and not 0.0 <= x <= 1.0:
+        raise DataError(f"{where}: column {column!r}: expected a fraction in [0, 1], got {value!r}")
+    return x
+
+
+def _count(value: Any, where: str, column: str) -> float | None:
+    """An annotator count (Davidson): a non-negative integer."""
+    x = _num(value, where, column)
+    if x is not None and (x < 0 or x != int(x)):
+        raise DataError(f"{where}: column {column!r}: expected a count (integer >= 0), got {value!r}")
+    return x
 
 
 def _to_record(row: dict, flavour: str, where: str, info: SourceInfo, davidson_label: str) -> dict | None:
@@ -86,7 +106,7 @@ def _to_record(row: dict, flavour: str, where: str, info: SourceInfo, davidson_l
         text, labels = row.get("text"), row.get("labels")
         if not isinstance(text, str) or not isinstance(labels, dict):
             raise DataError(f"{where}: expected {{'text': str, 'labels': {{attribute: number}}}}")
-        labels = {k: _num(v, where, f"labels.{k}") for k, v in labels.items()}
+        labels = {k: _fraction(v, where, f"labels.{k}") for k, v in labels.items()}
     elif flavour == "davidson":
         text = row.get("tweet")
         text = html.unescape(text) if isinstance(text, str) else text
@@ -94,11 +114,14 @@ def _to_record(row: dict, flavour: str, where: str, info: SourceInfo, davidson_l
         if cls not in (0.0, 1.0, 2.0):
             raise DataError(f"{where}: column 'class': expected 0 (hate), 1 (offensive) or 2 (neither), got {row.get('class')!r}")
         if davidson_label == "share":
-            count = _num(row.get("count"), where, "count")
-            hate = _num(row.get("hate_speech", row.get("hate_speech_count")), where, "hate_speech")
-            off = _num(row.get("offensive_language", row.get("offensive_language_count")), where, "offensive_language")
+            count = _count(row.get("count"), where, "count")
+            hate = _count(row.get("hate_speech", row.get("hate_speech_count")), where, "hate_speech")
+            off = _count(row.get("offensive_language", row.get("offensive_language_count")), where, "offensive_language")
             if not count or hate is None or off is None:
                 raise DataError(f"{where}: columns count / hate_speech / offensive_language: expected annotator counts > 0")
+            if hate + off > count:
+                raise DataError(f"{where}: columns hate_speech + offensive_language = {hate + off:g} exceed "
+                                f"count = {count:g}; expected at most count annotators")
             labels = {"toxicity": (hate + off) / count}
         else:
             labels = {"toxicity": 1.0 if cls in (0.0, 1.0) else 0.0}
@@ -121,7 +144,7 @@ def _to_record(row: dict, flavour: str, where: str, info: SourceInfo, davidson_l
         for attr in CIVIL_ATTRIBUTES:
             col = "target" if attr == "toxicity" and "target" in row else attr
             if col in row:
-                labels[attr] = _num(row[col], where, col)
+                labels[attr] = _fraction(row[col], where, col)
     if not isinstance(text, str) or not text.strip():
         info.skip("empty_text")
         return None

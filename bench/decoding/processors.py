@@ -15,7 +15,7 @@ import logging
 import torch
 from transformers import LogitsProcessor
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, ModelError
 from bench.rewards.base import PrefixCache, RewardModel
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
         if direction not in DIRECTIONS:
             raise ConfigError(f"direction '{direction}': expected one of {list(DIRECTIONS)}")
         beta = float(beta)
-        if not beta >= 0:  # also refuses NaN
-            raise ConfigError(f"beta={beta}: expected a number >= 0")
+        if not (beta >= 0 and beta != float("inf")):  # also refuses NaN
+            raise ConfigError(f"beta={beta}: expected a finite number >= 0")
         top_k = int(top_k)
         if vocab_size is None and reward_model is not None:
             vocab_size = reward_model.vocab_size
@@ -94,6 +94,7 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
         return torch.cat([prompt, torch.ones_like(input_ids[:, p:])], dim=1)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        _refuse_non_finite(scores, "the base LM's next-token logits", allow_neg_inf=True)
         k = min(self.top_k, scores.shape[-1])
         values, idx = scores.topk(k, dim=-1)
         if self.guided:
@@ -103,12 +104,25 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
             r = self.reward_model.score_candidates(input_ids.to(rm_device), mask.to(rm_device), idx.to(rm_device),
                                                    self.state)
             self.reward_calls += self.reward_model.calls_per_token(k)
-            r = r[..., self.steer_index].float().clamp(0.0, 1.0).to(scores.device)
+            r = r[..., self.steer_index].float()
+            _refuse_non_finite(r, f"reward model {getattr(self.reward_model, 'source', None) or self.reward_model.config.backbone} "
+                                  f"({self.reward_model.config.parametrization}), output '{self.attribute}'")
+            r = r.clamp(0.0, 1.0).to(scores.device)
             bonus = self.beta * (r if self.direction == "toward" else 1.0 - r)
             values = values + bonus.to(values.dtype)
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(-1, idx, values)
         return out
+
+
+def _refuse_non_finite(t: torch.Tensor, source: str, allow_neg_inf: bool = False) -> None:
+    """A NaN / Inf reward or logit is an error naming its source, never a silent sample (clamp keeps NaN, and
+    sampling from a NaN distribution picks the last token). -inf logits are legal: a token already masked."""
+    bad = torch.isnan(t) | (t == float("inf")) if allow_neg_inf else ~torch.isfinite(t)
+    if bool(bad.any()):
+        n = int(bad.sum())
+        raise ModelError(f"{source}: {n} non-finite value(s) (NaN/Inf) during decoding; expected finite numbers "
+                         "(are the model's weights corrupt?)")
 
 
 def row_seed(seed: int, key: str, sample: int) -> int:

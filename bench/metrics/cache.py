@@ -17,7 +17,9 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from bench.errors import DataError
 from bench.metrics.base import Scorer
+from bench.utils.testhooks import progress_point
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,21 @@ class ScoreCache:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=timeout_s)
-        if path:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute(_SCHEMA)
-        self.conn.commit()
+        try:
+            if path:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute(_SCHEMA)
+            self.conn.commit()
+            cols = [r[1] for r in self.conn.execute("PRAGMA table_info(scores)")]
+        except sqlite3.DatabaseError as exc:  # not SQLite at all ("file is not a database"), or corrupt
+            self.conn.close()
+            raise DataError(f"{self.path}: not a usable SQLite score cache ({exc}); expected a cache written by "
+                            "`bench score --cache`, or a path that does not exist yet") from exc
+        if cols != ["scorer", "version", "text_hash", "score"]:
+            self.conn.close()
+            raise DataError(f"{self.path}: SQLite file without the score cache's table (columns {cols}); "
+                            "expected a cache written by `bench score --cache`")
 
     def get_many(self, scorer: str, version: str, hashes: Sequence[str]) -> dict[str, float]:
         found: dict[str, float] = {}
@@ -91,6 +103,7 @@ def score_texts(scorer: Scorer, texts: Sequence[str], cache: ScoreCache | None =
         new.update(zip(batch, scores))
         if cache is not None:  # store per batch: a killed run keeps what it paid for
             cache.put_many(scorer.name, scorer.version, dict(zip(batch, scores)))
+            progress_point("score-batch")
     elapsed = time.perf_counter() - start
     known.update(new)
     stats = {"n_texts": len(texts), "n_unique": len(unique), "cache_hits": len(unique) - len(todo),

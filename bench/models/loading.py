@@ -33,6 +33,11 @@ GPT2_ARCHS: dict[str, dict[str, int]] = {
     "gpt2-xl": dict(n_layer=48, n_embd=1600, n_head=25),
 }
 
+# options of a random: spec -> their type (GPT2Config would silently accept any unknown key)
+RANDOM_KEYS: dict[str, type] = {"n_layer": int, "n_embd": int, "n_head": int, "n_positions": int, "n_inner": int,
+                                "seed": int, "resid_pdrop": float, "embd_pdrop": float, "attn_pdrop": float,
+                                "layer_norm_epsilon": float, "initializer_range": float}
+
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -60,14 +65,25 @@ def _parse_random(spec: str) -> tuple[str, dict[str, Any]]:
     if arch not in GPT2_ARCHS:
         raise ModelError(f"model '{spec}': unknown random architecture '{arch}'; expected one of {sorted(GPT2_ARCHS)}")
     overrides: dict[str, Any] = {}
-    for key, value in parse_qsl(query, strict_parsing=bool(query)):
+    try:
+        pairs = parse_qsl(query, strict_parsing=bool(query))
+    except ValueError:
+        raise ModelError(f"model '{spec}': malformed options {query!r}; expected "
+                         f"random:<arch>?key=value&key=value with keys among {sorted(RANDOM_KEYS)}") from None
+    for key, value in pairs:
+        if key not in RANDOM_KEYS:
+            raise ModelError(f"model '{spec}': unknown option {key!r}; expected keys among {sorted(RANDOM_KEYS)}")
         try:
-            overrides[key] = int(value)
+            overrides[key] = RANDOM_KEYS[key](value)
         except ValueError:
-            try:
-                overrides[key] = float(value)
-            except ValueError:
-                overrides[key] = value
+            raise ModelError(f"model '{spec}': option {key}={value!r}: expected "
+                             f"{'an integer' if RANDOM_KEYS[key] is int else 'a number'}") from None
+        if RANDOM_KEYS[key] is int and key != "seed" and overrides[key] < 1:
+            raise ModelError(f"model '{spec}': option {key}={value!r}: expected an integer >= 1")
+    n_embd = overrides.get("n_embd", GPT2_ARCHS[arch]["n_embd"])
+    n_head = overrides.get("n_head", GPT2_ARCHS[arch]["n_head"])
+    if n_embd % n_head:
+        raise ModelError(f"model '{spec}': n_embd={n_embd} is not a multiple of n_head={n_head}")
     return arch, overrides
 
 
@@ -130,6 +146,8 @@ def _random_gpt2(spec: str, num_layers: int | None):
     cfg_kwargs = dict(GPT2_ARCHS[arch])
     cfg_kwargs.update(overrides)
     if num_layers is not None:
+        if not 1 <= num_layers <= cfg_kwargs["n_layer"]:
+            raise ModelError(f"model '{spec}': num_layers={num_layers} but the model has {cfg_kwargs['n_layer']} layers")
         cfg_kwargs["n_layer"] = num_layers
     enc, _ = gpt2_tokenizer_files()
     tok = load_tokenizer(spec)
@@ -158,18 +176,36 @@ def load_causal_lm(spec: str, dtype: str | torch.dtype = "float32", device: str 
             config = AutoConfig.from_pretrained(src)
         except OSError as exc:
             raise ModelError(f"model '{spec}': cannot load config ({exc}); offline? use a local folder or embedded:/random: spec") from exc
+        loader = AutoModelForCausalLM
         if num_layers is not None:
             total = _num_layers(config)
             if not 1 <= num_layers <= total:
                 raise ModelError(f"model '{spec}': num_layers={num_layers} but the model has {total} layers")
             _set_num_layers(config, num_layers)
+            loader = _truncated_class(config, num_layers, total)
         kwargs: dict[str, Any] = {"config": config, "dtype": torch_dtype}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
-        model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
+        model = loader.from_pretrained(src, **kwargs)
     model = model.to(device=dev, dtype=torch_dtype)
     model.eval()
     return model
+
+
+def _truncated_class(config, keep: int, total: int):
+    """The model class, told that the checkpoint's blocks `keep..total-1` are expected to be unused: keeping the
+    first N blocks then loads without transformers' LOAD REPORT of UNEXPECTED keys, while any other unexpected
+    or missing key is still reported."""
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM._model_mapping[type(config)]
+    if keep >= total:
+        return base
+    dropped = "|".join(str(i) for i in range(keep, total))
+    ignore = set(getattr(base, "_keys_to_ignore_on_load_unexpected", None) or ())
+    ignore.add(rf"(^|\.)(layers|h|blocks|layer)\.({dropped})\.")
+    return type(base.__name__, (base,), {"_keys_to_ignore_on_load_unexpected": sorted(ignore),
+                                         "__module__": base.__module__})
 
 
 def _num_layers(config) -> int:

@@ -75,7 +75,30 @@ class RewardConfig:
             raise ModelError(f"{source}: unknown reward config key(s) {unknown}; expected a subset of {sorted(known)}")
         if "parametrization" not in data or "backbone" not in data:
             raise ModelError(f"{source}: reward config needs 'parametrization' and 'backbone'")
+        _check_types(data, source)
         return cls(**data)
+
+
+# key -> (accepted types, what the message says); bool is not an int here
+_CONFIG_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "parametrization": ((str,), "a string"), "backbone": ((str,), "a model spec string"),
+    "num_layers": ((int, type(None)), "an integer >= 1 or null"), "attributes": ((list,), "a list of strings"),
+    "steer_attribute": ((str, type(None)), "a string or null"), "mlp_rank": ((int, type(None)), "an integer >= 1 or null"),
+    "baseline": ((bool,), "true or false"), "dtype": ((str,), "a dtype name"), "extra": ((dict,), "an object"),
+}
+
+
+def _check_types(data: dict[str, Any], source: str) -> None:
+    """A hand-edited reward_config.json with a wrong type is a one-line error, not a traceback later."""
+    for key, value in data.items():
+        types, what = _CONFIG_TYPES.get(key, ((object,), ""))
+        bad = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if key in ("num_layers", "mlp_rank") and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            bad = True
+        if key == "attributes" and isinstance(value, list) and not all(isinstance(a, str) for a in value):
+            bad = True
+        if bad:
+            raise ModelError(f"{source}: key '{key}' = {value!r}: expected {what}")
 
 
 def cache_kwarg(module: nn.Module) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.errors import ModelError
 from bench.rewards.base import CONFIG_NAME, WEIGHTS_NAME, RewardConfig, RewardModel
-from bench.utils.io import staging_dir
+from bench.utils.io import set_output_mode, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def save_reward_model(model: RewardModel, folder: str | os.PathLike) -> None:
         (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
         tensors = {k: v.to("cpu") for k, v in model.trainable_state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"parametrization": model.config.parametrization})
+        set_output_mode(tmp / WEIGHTS_NAME)  # safetensors writes 0600; every other output is 0644 (umask)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -97,7 +98,12 @@ def load_reward_model(folder: str | os.PathLike, device: str | None = "cpu",
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights}: corrupt or unreadable safetensors file ({exc})") from exc
     model = build_reward_model(config, device="cpu")
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # same names, other shapes: the config (backbone, attributes...) changed
+        shapes = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise ModelError(f"{weights}: tensor shapes do not match {folder / CONFIG_NAME} "
+                         f"({'; '.join(shapes[:2]) or exc}); expected the weights saved with this config") from exc
     expected_keys = set(model.trainable_state_dict())
     missing = sorted(set(missing) & expected_keys)
     if missing or unexpected:
@@ -106,4 +112,5 @@ def load_reward_model(folder: str | os.PathLike, device: str | None = "cpu",
     from bench.models.loading import resolve_device
 
     model.eval()
+    model.source = str(folder)  # named in errors about this model's outputs (e.g. a non-finite reward)
     return model.to(resolve_device(device))

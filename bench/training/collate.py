@@ -51,6 +51,8 @@ def read_labeled_jsonl(path: str | os.PathLike, attributes: list[str]) -> list[t
             value = labels[attr]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise DataError(f"{path}: line {lineno}: label '{attr}' = {value!r}, expected a finite number")
+            if not 0.0 <= value <= 1.0:  # rewards live in [0, 1]: the losses (BCE too) need targets there
+                raise DataError(f"{path}: line {lineno}: label '{attr}' = {value!r}, expected a number in [0, 1]")
             values.append(float(value))
         rows.append((text, values))
     if not rows:

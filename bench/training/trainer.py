@@ -31,13 +31,15 @@ from bench.rewards.base import RewardModel
 from bench.training.collate import Collator, LabeledTexts
 from bench.training.losses import get_loss, last_token_rewards
 from bench.utils.io import atomic_path, write_json
-from bench.utils.io import staging_dir
+from bench.utils.io import set_output_mode, staging_dir
+from bench.utils.testhooks import progress_point
 
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("linear", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 # Settings that change which batches / updates a step sees: a resumed run must keep them.
+IDENTITY_KEYS = ("model_config", "train_data")
 RESUME_KEYS = ("batch_size", "grad_accum", "seed", "lr", "weight_decay", "warmup_steps", "schedule",
                "max_grad_norm", "max_length", "loss", "amp")
 
@@ -53,14 +55,14 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     schedule: str = "linear"  # linear | cosine | constant decay after warmup
-    max_grad_norm: float = 1.0  # <= 0: no clipping
+    max_grad_norm: float = 1.0  # 0: no clipping
     max_length: int = 64
-    eval_every: int = 100  # <= 0: only at the end
+    eval_every: int = 100  # 0: only at the end
     eval_size: int = 1000  # held-out rows used (first N)
     seed: int = 0
     amp: str = "none"  # none | bf16 | fp16 (autocast on CUDA only)
     loss: str = "cumulative_mse"
-    checkpoint_every: int = 200  # <= 0: no checkpoints
+    checkpoint_every: int = 200  # 0: no checkpoints
     device: str = "auto"
 
     def validate(self) -> "TrainConfig":
@@ -77,6 +79,11 @@ class TrainConfig:
         need(self.schedule in SCHEDULES, "schedule", f"one of {list(SCHEDULES)}")
         need(self.max_length >= 2, "max_length", "an integer >= 2")
         need(self.eval_size >= 1, "eval_size", "an integer >= 1")
+        need(isinstance(self.eval_every, int) and self.eval_every >= 0, "eval_every", "an integer >= 0 (0: only at the end)")
+        need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0, "checkpoint_every",
+             "an integer >= 0 (0: no checkpoints)")
+        need(math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm",
+             "a number >= 0 (0: no clipping)")
         need(self.amp in AMP_MODES, "amp", f"one of {list(AMP_MODES)}")
         get_loss(self.loss)
         return self
@@ -252,6 +259,7 @@ class Trainer:
         tensors = {k: v.to("cpu") for k, v in self.model.trainable_state_dict().items()}
         with atomic_path(self.ckpt / f"{stem}.safetensors") as tmp:
             save_file(tensors, str(tmp))
+            set_output_mode(tmp)
         state = {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
@@ -262,6 +270,7 @@ class Trainer:
             "loss_sum": self.loss_sum,
             "loss_n": self.loss_n,
             "train_config": dataclasses.asdict(self.cfg),
+            "identity": self.identity(),
         }
         with atomic_path(self.ckpt / f"{stem}.pt") as tmp:
             torch.save(state, tmp)
@@ -271,6 +280,7 @@ class Trainer:
             if not old.name.startswith(stem):
                 old.unlink(missing_ok=True)
         log.info("checkpoint at step %d -> %s", self.step, self.ckpt)
+        progress_point("train-checkpoint")
 
     def load_checkpoint(self) -> bool:
         """Resume from `<out>.ckpt/latest.json` if present; refuses settings that change the batches."""
@@ -290,13 +300,14 @@ class Trainer:
             reason = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelError(f"{current}: cannot resume from this checkpoint ({type(exc).__name__}: {reason}); "
                              f"only weights_only-loadable state is accepted. Delete {self.ckpt} to start over") from exc
-        saved = state["train_config"]
-        now = dataclasses.asdict(self.cfg)
-        changed = [k for k in RESUME_KEYS if saved.get(k) != now.get(k)]
-        if changed:
-            raise ConfigError(f"{self.ckpt}: cannot resume, settings changed since the checkpoint: "
-                              + ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
-                              + f" (delete {self.ckpt} to start over)")
+        saved = dict(state["train_config"], **(state.get("identity") or {}))
+        now = dict(dataclasses.asdict(self.cfg), **self.identity())
+        changed = [k for k in RESUME_KEYS + IDENTITY_KEYS if saved.get(k) != now.get(k)]
+        if changed:  # resuming would mix two runs: start over, loudly
+            log.warning("%s: not resuming, %s changed since the checkpoint; starting over", self.ckpt,
+                        ", ".join(_change(k, saved.get(k), now.get(k)) for k in changed))
+            shutil.rmtree(self.ckpt, ignore_errors=True)
+            return False
         missing, unexpected = self.model.load_state_dict(tensors, strict=False)
         if unexpected or set(missing) & set(self.model.trainable_state_dict()):
             raise ConfigError(f"{self.ckpt}: checkpoint does not match this model (unexpected {unexpected[:5]})")
@@ -311,6 +322,19 @@ class Trainer:
         self.loss_sum, self.loss_n = float(state["loss_sum"]), int(state["loss_n"])
         log.info("resuming from %s at step %d", self.ckpt, self.step)
         return True
+
+    def identity(self) -> dict[str, Any]:
+        """What the run trains (the model's config) and on what (a digest of the tokenized data and labels):
+        a checkpoint of another model or data set is never resumed."""
+        import hashlib
+
+        if getattr(self, "_identity", None) is None:
+            h = hashlib.sha256()
+            for i in range(len(self.train_data)):
+                ex = self.train_data[i]
+                h.update(repr((list(ex.input_ids), list(ex.labels))).encode())
+            self._identity = {"model_config": self.model.config.to_dict(), "train_data": h.hexdigest()[:16]}
+        return self._identity
 
     # ---- the loop -----------------------------------------------------------------------------
     def train_step(self) -> float:
@@ -359,6 +383,9 @@ class Trainer:
                    disable=None, dynamic_ncols=True)
         while self.step < cfg.steps:
             loss = self.train_step()
+            if not math.isfinite(loss):
+                raise ModelError(f"{self.out}: training loss is {loss} at step {self.step}; expected a finite number "
+                                 "(non-finite labels, weights or learning rate?)")
             self.loss_sum += loss
             self.loss_n += 1
             bar.update(1)
@@ -414,6 +441,15 @@ class Trainer:
             os.replace(folder, self.out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _change(key: str, old: Any, new: Any) -> str:
+    if key == "train_data":
+        return "the training data (content digest)"
+    if key == "model_config" and isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        return "the model config (" + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys) + ")"
+    return f"{key}: {old!r} -> {new!r}"
 
 
 def _fmt(x: float | None) -> str:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from bench.errors import DataError
 
@@ -68,31 +69,78 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             os.fsync(fh.fileno())
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def _non_finite_key(obj: Any, where: str = "") -> str | None:
+    """Dotted key of the first NaN / Infinity inside `obj` (None when there is none)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "<value>"
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            found = _non_finite_key(v, f"{where}.{k}" if where else str(k))
+            if found:
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            found = _non_finite_key(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def dumps_finite(obj: Any, path: str | os.PathLike, line: int | None = None, **kwargs: Any) -> str:
+    """`json.dumps` that refuses NaN / Infinity (not JSON; other readers choke on them) with a message naming
+    the output file, the record's line and the key; write None (null) where a value is truly undefined."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError as exc:
+        key = _non_finite_key(obj)
+        if key is None:
+            raise
+        at = f" line {line}:" if line is not None else ""
+        raise DataError(f"{path}:{at} key '{key}' is not a finite number; refusing to write NaN/Infinity "
+                        "(expected a finite number, or null where a value is undefined)") from exc
+
+
+def json_text(obj: Any, path: str | os.PathLike) -> str:
+    """The suite's JSON file format (sorted keys, indented, finite numbers only) for the output `path`."""
+    return dumps_finite(obj, path, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: Any, into: str | os.PathLike | None = None) -> None:
+    """Write `obj` as JSON to `path` atomically; with `into` (a temporary from `atomic_outputs`), write there
+    (messages still name `path`)."""
+    text = json_text(obj, path)
+    if into is not None:
+        Path(into).write_text(text, encoding="utf-8")
+        return
     with atomic_open(path) as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
+        fh.write(text)
 
 
-def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict], into: str | os.PathLike | None = None) -> int:
+    """One JSON object per line, finite numbers only; atomically, or into the temporary `into`."""
     n = 0
-    with atomic_open(path) as fh:
+    with (open(into, "w", encoding="utf-8") if into is not None else atomic_open(path)) as fh:
         for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.write(dumps_finite(rec, path, line=n + 1, ensure_ascii=False) + "\n")
             n += 1
     return n
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, expect: type | None = None) -> Any:
+    """Parse a JSON file; with `expect` (e.g. dict), a top-level value of another type is a DataError too."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc})") from exc
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+    if expect is not None and not isinstance(obj, expect):
+        kind = {dict: "a JSON object", list: "a JSON array"}.get(expect, expect.__name__)
+        raise DataError(f"{path}: expected {kind} at the top level, got {type(obj).__name__}")
+    return obj
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -119,3 +167,126 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [rec for _, rec in iter_jsonl(path)]
+
+
+def set_output_mode(path: str | os.PathLike) -> None:
+    """Give a file written by a library (safetensors, mkstemp: 0600) the mode every other output gets
+    (0666 less the umask: 0644 usually)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+# ---------------------------------------------------------------------------------- outputs: early + whole
+def check_writable(*paths: str | os.PathLike, folders: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse, before any work, outputs that cannot be written: a file output that is an existing folder (or a
+    folder output that is a file), a parent path that is a file, or a folder that refuses new files. Probes
+    by creating (and removing) a temporary file in the nearest existing folder, which also works for root
+    (who ignores permission bits but not an immutable folder or a read-only mount). Creates nothing."""
+    items = [(Path(p), False) for p in paths] + [(Path(p), True) for p in folders]
+    probed: set[Path] = set()
+    for path, is_folder in items:
+        if path.exists():
+            if path.is_dir() and not is_folder:
+                raise DataError(f"{path}: is a folder; expected a file path for this output")
+            if is_folder and not path.is_dir():
+                raise DataError(f"{path}: is a file; expected a folder path for this output")
+        anc = path.parent
+        while not anc.exists():
+            anc = anc.parent
+        if not anc.is_dir():
+            raise DataError(f"{anc}: is a file, not a folder; cannot create the output {path}")
+        if anc in probed:
+            continue
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=anc)
+        except OSError as exc:
+            raise DataError(f"{anc}: cannot write the output {path} there ({exc.strerror or exc}); "
+                            "expected a writable folder") from exc
+        os.close(fd)
+        os.unlink(probe)
+        probed.add(anc)
+
+
+@contextlib.contextmanager
+def created_folders(*paths: str | os.PathLike) -> Iterator[None]:
+    """Create the parent folders of `paths`; if the block fails, remove those it created that are still
+    empty, so a refused command leaves no empty output folder behind."""
+    made: list[Path] = []
+    for p in paths:
+        missing = []
+        d = Path(p).parent
+        while not d.exists():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                _remove_empty(made)
+                raise DataError(f"{d}: cannot create the output folder ({exc.strerror or exc})") from exc
+            made.append(d)
+    try:
+        yield
+    except BaseException:
+        _remove_empty(made)
+        raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for d in reversed(folders):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only succeeds when empty
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Temporary paths for several outputs of one command, renamed onto their targets together once the block
+    succeeds (all appear, or none: on an error every temporary is removed and no target is touched)."""
+    targets = [Path(p) for p in paths]
+    check_writable(*targets)
+    temps: list[Path] = []
+    try:
+        with created_folders(*targets):
+            for t in targets:
+                try:
+                    fd, tmp = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp", dir=t.parent)
+                except OSError as exc:
+                    raise DataError(f"{t}: cannot write ({exc.strerror or exc})") from exc
+                os.close(fd)
+                os.chmod(tmp, 0o666 & ~_umask())
+                temps.append(Path(tmp))
+            yield temps
+            done: list[Path] = []
+            for tmp, t in zip(temps, targets):
+                try:
+                    os.replace(tmp, t)
+                except OSError as exc:  # undo the renames already made: none of the outputs stays
+                    for d in done:
+                        with contextlib.suppress(OSError):
+                            d.unlink()
+                    raise DataError(f"{t}: cannot write ({exc.strerror or exc})") from exc
+                done.append(t)
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def files_digest(*paths: str | os.PathLike) -> str:
+    """Short sha256 over the names and bytes of `paths` (missing ones count as absent): what a resume compares
+    to know it continues with the same model or data, whatever the path is called."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        p = Path(p)
+        h.update(f"{p.name}\0".encode())
+        if p.is_file():
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        else:
+            h.update(b"<absent>")
+        h.update(b"\0")
+    return h.hexdigest()[:16]

@@ -44,7 +44,7 @@ def latency_reward_dirs():
 
 def latency_args(wc):
     m = config["models"]
-    layers = LATENCY["reward_layers"] or m.get("reward_num_layers") or 0
+    layers = LATENCY["reward_layers"] or m.get("reward_num_layers") or "all"
     args = [
         f"--base {_q(LATENCY['base'] or m['base'])} --reward {_q(LATENCY['reward'] or m['reward_backbone'])}",
         f"--reward-layers {layers} --methods {','.join(LATENCY['methods'])}",
@@ -55,7 +55,7 @@ def latency_args(wc):
         f"--device {LATENCY['device']}" if LATENCY["device"] else "",
         f"--seed {SEED}",
     ]
-    args += [f"--reward-model {p}={d}" for p, d in latency_reward_dirs().items()]
+    args += [f"--reward-model {_q(f'{p}={d}')}" for p, d in latency_reward_dirs().items()]
     return " ".join(a for a in args if a)
 
 
@@ -83,8 +83,8 @@ rule latency:
         runtime=res("latency", "runtime"),
         gpu=res("latency", "gpu"),
     shell:
-        THREADS_ENV + " {BENCH} latency {params.args} --threads {threads} --out-csv {output.csv}"
-        " --out-md {output.md} --figure {output.fig} > {log} 2>&1"
+        THREADS_ENV + " {BENCH} latency {params.args} --threads {threads} --out-csv {output.csv:q}"
+        " --out-md {output.md:q} --figure {output.fig:q} > {log:q} 2>&1"
 
 
 def rank_methods():
@@ -105,8 +105,8 @@ def rank_tasks():
 
 
 def rank_args(wc):
-    args = [f"--model {t}:{p}={W}/rewards/{t}/{p}" for t in rank_tasks() for p in rank_methods()]
-    args += [f"--prefixes {t}={rank_prefix_file(t)}" for t in rank_tasks()]
+    args = [f"--model {_q(f'{t}:{p}={W}/rewards/{t}/{p}')}" for t in rank_tasks() for p in rank_methods()]
+    args += [f"--prefixes {_q(f'{t}={rank_prefix_file(t)}')}" for t in rank_tasks()]
     args += [
         f"--n-prefixes {RANK['n_prefixes']} --cuts {RANK['cuts']} --columns {RANK['columns']}",
         f"--top-k {RANK['top_k']} --base {_q(config['models']['base'])}" if RANK["columns"] == "topk" else "",
@@ -143,9 +143,9 @@ rule rank:
         runtime=res("rank", "runtime"),
         gpu=res("rank", "gpu"),
     shell:
-        THREADS_ENV + " {BENCH} rank {params.args} --out-csv {output.csv} --out-md {output.md}"
-        " --out-spectrum {output.spectrum} --fig-spectrum {output.fig_spectrum}"
-        " --fig-growth {output.fig_growth} > {log} 2>&1"
+        THREADS_ENV + " {BENCH} rank {params.args} --out-csv {output.csv:q} --out-md {output.md:q}"
+        " --out-spectrum {output.spectrum:q} --fig-spectrum {output.fig_spectrum:q}"
+        " --fig-growth {output.fig_growth:q} > {log:q} 2>&1"
 
 
 ANALYSIS_TARGETS = []

@@ -28,7 +28,7 @@ rule convert:
         runtime=res("convert", "runtime"),
         gpu=0,
     shell:
-        THREADS_ENV + " {BENCH} convert --model {params.spec} --out {output} > {log} 2>&1"
+        THREADS_ENV + " {BENCH} convert --model {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_train:
@@ -57,7 +57,7 @@ rule prepare_train:
     shell:
         THREADS_ENV + " {BENCH} prepare train --dataset {params.dataset} --source {params.source:q}"
         " --n-train {params.n_train} --n-heldout {params.n_heldout} {params.balance} --seed {params.seed}"
-        " --out-train {output.train} --out-heldout {output.heldout} > {log} 2>&1"
+        " --out-train {output.train:q} --out-heldout {output.heldout:q} > {log:q} 2>&1"
 
 
 rule merge_splits:
@@ -71,7 +71,7 @@ rule merge_splits:
     log:
         f"{W}/logs/prepare/{{task}}.merge.log",
     shell:
-        "(cat {input.train} > {output.train} && cat {input.heldout} > {output.heldout}) 2> {log}"
+        "(cat {input.train:q} > {output.train:q} && cat {input.heldout:q} > {output.heldout:q}) 2> {log:q}"
 
 
 rule prepare_prompts:
@@ -101,7 +101,7 @@ rule prepare_prompts:
         gpu=0,
     shell:
         THREADS_ENV + " {BENCH} prepare prompts --dataset {params.dataset} --source {params.source:q}"
-        " {params.sentiment} --n {params.n} {params.options} --seed {params.seed} --out {output} > {log} 2>&1"
+        " {params.sentiment} --n {params.n} {params.options} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
 
 
 rule fit_sentiment:
@@ -128,4 +128,4 @@ rule fit_sentiment:
         gpu=0,
     shell:
         THREADS_ENV + " {BENCH} fit-sentiment --train {params.train:q} --dev {params.dev:q} {params.max_train}"
-        " --out {output} > {log} 2>&1"
+        " --out {output:q} > {log:q} 2>&1"

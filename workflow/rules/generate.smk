@@ -46,7 +46,7 @@ def gen_args(wc):
     info = GEN_TASKS[wc.gtask]
     args = [
         f"--base {shlex.quote(config['models']['base'])}",
-        "" if wc.method == "plain" else f"--reward {W}/rewards/{info['task']}/{wc.method}",
+        "" if wc.method == "plain" else "--reward " + shlex.quote(reward_dir(info["task"], wc.method)),
         f"--beta {wc.beta} --top-k {wc.k} --direction {info['direction']} --attribute {info['attribute']}",
         f"--num-samples {g['num_samples']} --max-new-tokens {g['max_new_tokens']} --batch-size {g['batch_size']}",
         f"--seed {SEED} --task {wc.gtask}",
@@ -79,4 +79,4 @@ rule generate:
         runtime=res("generate", "runtime"),
         gpu=res("generate", "gpu"),
     shell:
-        THREADS_ENV + " {BENCH} generate --prompts {input.prompts} --out {output.gen} {params.args} > {log} 2>&1"
+        THREADS_ENV + " {BENCH} generate --prompts {input.prompts:q} --out {output.gen:q} {params.args} > {log:q} 2>&1"

@@ -56,7 +56,7 @@ rule tables:
         runtime=res("report", "runtime"),
         gpu=0,
     shell:
-        "{BENCH} tables --summaries {input.summaries} --out-dir {params.out} > {log} 2>&1"
+        "{BENCH} tables --summaries {input.summaries:q} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -76,7 +76,7 @@ rule figures:
         runtime=res("report", "runtime"),
         gpu=0,
     shell:
-        "MPLBACKEND=Agg {BENCH} figures --summaries {input.summaries} --out-dir {params.out} > {log} 2>&1"
+        "MPLBACKEND=Agg {BENCH} figures --summaries {input.summaries:q} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
 rule agreement:
@@ -100,4 +100,4 @@ rule agreement:
         runtime=res("score", "runtime"),
         gpu=0,
     shell:
-        THREADS_ENV + " {BENCH} agreement {params.args} --out {output} > {log} 2>&1"
+        THREADS_ENV + " {BENCH} agreement {params.args} --out {output:q} > {log:q} 2>&1"

@@ -60,5 +60,5 @@ rule score:
         runtime=res("score", "runtime"),
         gpu=res("score", "gpu"),
     shell:
-        THREADS_ENV + " {BENCH} score --generations {input.gen} {params.args} --cache {params.cache}"
-        " --out-scores {output.scores} --out-summary {output.summary} > {log} 2>&1"
+        THREADS_ENV + " {BENCH} score --generations {input.gen:q} {params.args} --cache {params.cache:q}"
+        " --out-scores {output.scores:q} --out-summary {output.summary:q} > {log:q} 2>&1"

@@ -48,8 +48,8 @@ rule train:
         runtime=res("train", "runtime"),
         gpu=res("train", "gpu"),
     shell:
-        THREADS_ENV + " {BENCH} train --parametrization {wildcards.param} --train {input.train}"
-        " --heldout {input.heldout} {params.args} --out {params.out} > {log} 2>&1"
+        THREADS_ENV + " {BENCH} train --parametrization {wildcards.param} --train {input.train:q}"
+        " --heldout {input.heldout:q} {params.args} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule train_distill:
@@ -76,5 +76,5 @@ rule train_distill:
         runtime=res("train", "runtime"),
         gpu=res("train", "gpu"),
     shell:
-        THREADS_ENV + " {BENCH} train --parametrization {wildcards.param} --teacher {params.teacher}"
-        " --train {input.train} --heldout {input.heldout} {params.args} --out {params.out} > {log} 2>&1"
+        THREADS_ENV + " {BENCH} train --parametrization {wildcards.param} --teacher {params.teacher:q}"
+        " --train {input.train:q} --heldout {input.heldout:q} {params.args} --out {params.out:q} > {log:q} 2>&1"
