@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -65,36 +64,16 @@ def temp_leftovers(folder: str | os.PathLike) -> list[Path]:
     return sorted(bad)
 
 
-def kill_after(cmd: Sequence[str], ready: Callable[[], bool], delay: float, *, env: dict[str, str] | None = None,
-               timeout: float = 300, cwd: str | os.PathLike = REPO) -> str:
-    """Start `cmd`, wait until `ready()` (progress is visible on disk), sleep `delay`, then SIGKILL the process
-    group. Returns "killed", or "finished" if the command exited on its own first (then it must have exited 0)."""
-    proc = subprocess.Popen(list(cmd), cwd=cwd, env=bench_env(env), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-3000:]
-                assert proc.returncode == 0, f"{cmd} failed before progress appeared:\n{err}"
-                return "finished"
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no progress within {timeout} s: {cmd}")
-            time.sleep(0.02)
-        end = time.monotonic() + delay
-        while time.monotonic() < end:
-            if proc.poll() is not None:
-                assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")[-3000:]
-                return "finished"
-            time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        return "killed"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        proc.stderr.close()
+def run_until_killed(cmd: Sequence[str], kill_at: str, *, env: dict[str, str] | None = None, timeout: float = 600,
+                     cwd: str | os.PathLike = REPO) -> subprocess.CompletedProcess:
+    """Run `cmd` with BENCH_TEST_KILL_AT=`kill_at` (`<event>:<n>`, see bench.utils.testhooks): the command
+    SIGKILLs itself right after its n-th durable progress point, so the kill lands at the same place on any
+    machine, however fast. Asserts it really died there (exit -9), not finished or failed."""
+    res = subprocess.run(list(cmd), cwd=cwd, env=bench_env({**(env or {}), "BENCH_TEST_KILL_AT": kill_at}),
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == -signal.SIGKILL, (
+        f"expected the command to kill itself at {kill_at}, got exit {res.returncode}:\n{res.stderr[-3000:]}")
+    return res
 
 
 def write_prompts(path: str | os.PathLike, n: int, prefix: str = "The weather today") -> Path:

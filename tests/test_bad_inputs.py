@@ -443,6 +443,357 @@ CASES = [
 ]
 
 
+# ====================================================================================== round 2 (issue 15)
+def _nan_reward(tmp):
+    """A reward folder whose weights hold NaN (header intact): every reward is NaN."""
+    from safetensors.torch import load_file, save_file
+
+    rm = make_reward_folder(tmp / "in" / "rad_nan")
+    w = load_file(str(rm / "model.safetensors"))
+    w = {k: v.fill_(float("nan")) for k, v in w.items()}
+    save_file(w, str(rm / "model.safetensors"), metadata={"parametrization": "rad"})
+    return rm
+
+
+def _edit_reward_config(rm: Path, **changes) -> Path:
+    cfg = json.loads((rm / "reward_config.json").read_text())
+    cfg.update(changes)
+    (rm / "reward_config.json").write_text(json.dumps(cfg))
+    return rm
+
+
+def _prompts_with_id(tmp, raw_id: str) -> Path:
+    return _write(tmp / "in" / "p.jsonl", '{"id": "ok", "prompt": "Hi"}\n' + '{"id": ' + raw_id + ', "prompt": "Yo"}\n')
+
+
+def _prepare_train(tmp, src, dataset="jigsaw", *extra):
+    out = tmp / "out" / "train.jsonl"
+    held = tmp / "out" / "held.jsonl"
+    return (["prepare", "train", "--dataset", dataset, "--source", str(src), "--n-train", "1", "--n-heldout", "1",
+             "--out-train", str(out), "--out-heldout", str(held), *extra], [out, held, Path(f"{out}.meta.json")])
+
+
+def _ro_dir(tmp) -> Path:
+    """A folder nobody may write to (as root: immutable, chattr +i); undone by _make_writable."""
+    d = tmp / "ro"
+    d.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(d)]).returncode != 0:
+            pytest.skip("running as root without a working chattr: cannot make a folder unwritable")
+    else:
+        d.chmod(0o555)
+    return d
+
+
+# ---- class 1: non-finite numbers
+def c_nan_reward_weights(tmp):
+    rm = _nan_reward(tmp)
+    argv, outs = _gen(tmp, _ok_prompts(tmp), "--reward", str(rm), "--beta", "1")
+    return argv, outs + [Path(f"{outs[0]}.partial.jsonl")], [str(rm), "non-finite"]
+
+
+def c_beta_inf(tmp):
+    argv, outs = _gen(tmp, _ok_prompts(tmp), "--reward", str(make_reward_folder(tmp / "in" / "rad")), "--beta", "inf")
+    return argv, outs, ["--beta", "inf", "finite"]
+
+
+def c_beta_nan(tmp):
+    argv, outs = _gen(tmp, _ok_prompts(tmp), "--reward", str(make_reward_folder(tmp / "in" / "rad")), "--beta", "nan")
+    return argv, outs, ["--beta", "nan"]
+
+
+def c_prepare_nan_label(tmp):
+    src = _write(tmp / "in" / "prepared.jsonl", '{"text": "fine words", "labels": {"toxicity": 0.0}}\n'
+                                                 '{"text": "odd words", "labels": {"toxicity": NaN}}\n')
+    argv, outs = _prepare_train(tmp, src)
+    return argv, outs, [str(src), "line 2", "finite"]
+
+
+def c_prepare_inf_label_csv(tmp):
+    src = _write(tmp / "in" / "civil.csv", "comment_text,toxicity\nhello there,0.1\nyou fool,inf\n")
+    argv, outs = _prepare_train(tmp, src, "civil-comments")
+    return argv, outs, [str(src), "line 3", "finite"]
+
+
+def c_config_beta_inf(tmp):
+    argv, outs = _snake(tmp, lambda c: c["tasks"]["toxicity"].update(betas=[5, float("inf")]))
+    return argv, outs, ["tasks.toxicity.betas", "finite"]
+
+
+def c_latency_beta_inf(tmp):
+    return (["latency", "--beta", "inf", "--out-csv", str(tmp / "out" / "l.csv")], [tmp / "out"], ["--beta", "inf"])
+
+
+# ---- class 3: label ranges
+def c_prepare_civil_toxicity_above_one(tmp):
+    src = _write(tmp / "in" / "civil.csv", "comment_text,toxicity\nhello there,0.1\nyou fool,5.0\n")
+    argv, outs = _prepare_train(tmp, src, "civil-comments")
+    return argv, outs, [str(src), "line 3", "toxicity", "[0, 1]"]
+
+
+def c_prepare_civil_toxicity_negative(tmp):
+    src = _write(tmp / "in" / "civil.csv", "comment_text,target,insult\nhello there,0.1,0\nyou fool,-2.0,0\n")
+    argv, outs = _prepare_train(tmp, src, "civil-comments")
+    return argv, outs, [str(src), "line 3", "target", "[0, 1]"]
+
+
+def c_prepare_prepared_label_out_of_range(tmp):
+    src = _write(tmp / "in" / "prepared.jsonl", '{"text": "a", "labels": {"toxicity": 0.0}}\n'
+                                                 '{"text": "b", "labels": {"toxicity": 1.5}}\n')
+    argv, outs = _prepare_train(tmp, src)
+    return argv, outs, [str(src), "line 2", "[0, 1]"]
+
+
+DAVIDSON_HEAD = ",count,hate_speech,offensive_language,neither,class,tweet\n"
+
+
+def c_prepare_davidson_votes_exceed_count(tmp):
+    src = _write(tmp / "in" / "labeled_data.csv", DAVIDSON_HEAD + "0,3,0,0,3,2,a nice day\n1,3,2,4,0,1,you fool\n")
+    argv, outs = _prepare_train(tmp, src, "davidson", "--davidson-label", "share")
+    return argv, outs, [str(src), "line 3", "count"]
+
+
+def c_prepare_davidson_negative_count(tmp):
+    src = _write(tmp / "in" / "labeled_data.csv", DAVIDSON_HEAD + "0,3,0,0,3,2,a nice day\n1,3,-1,2,2,1,you fool\n")
+    argv, outs = _prepare_train(tmp, src, "davidson", "--davidson-label", "share")
+    return argv, outs, [str(src), "line 3", "hate_speech", "integer >= 0"]
+
+
+def c_prepare_rtp_score_out_of_range(tmp):
+    src = _write(tmp / "in" / "rtp.jsonl", json.dumps({"prompt": {"text": "Hello", "toxicity": 0.1}}) + "\n"
+                 + json.dumps({"prompt": {"text": "There", "toxicity": 3.0}}) + "\n")
+    out = tmp / "out" / "prompts.jsonl"
+    return (["prepare", "prompts", "--dataset", "rtp", "--source", str(src), "--out", str(out)], [out],
+            [str(src), "line 2", "toxicity", "[0, 1]"])
+
+
+def c_train_label_out_of_range(tmp):
+    train = write_train_split(tmp / "in" / "train.jsonl", 6)
+    with open(train, "a") as fh:
+        fh.write(json.dumps({"text": "too toxic", "labels": {"toxicity": 5.0}}) + "\n")
+    argv, outs = _train(tmp, train, write_train_split(tmp / "in" / "held.jsonl", 4), "--loss", "cumulative_bce")
+    return argv, outs, [str(train), "line 7", "[0, 1]"]
+
+
+# ---- class 5: argument domains
+def _gen_flag(flag, value, words):
+    def build(tmp):
+        argv, outs = _gen(tmp, _ok_prompts(tmp), flag, value)
+        return argv, outs, words
+    return build
+
+
+def _gen_id(raw, shown):
+    def build(tmp):
+        p = _prompts_with_id(tmp, raw)
+        argv, outs = _gen(tmp, p)
+        return argv, outs, [str(p), "line 2", "'id'", shown]
+    return build
+
+
+def c_train_num_layers_above_depth(tmp):
+    argv, outs = _train(tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4))
+    argv[argv.index("--num-layers") + 1] = "5"
+    return argv, outs, ["num_layers=5", "2 layers"]
+
+
+def c_train_num_layers_zero(tmp):
+    argv, outs = _train(tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4))
+    argv[argv.index("--num-layers") + 1] = "0"
+    return argv, outs, ["--num-layers", "'0'"]
+
+
+def c_train_checkpoint_every_negative(tmp):
+    argv, outs = _train(tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4),
+                        "--checkpoint-every", "-1")
+    return argv, outs, ["checkpoint", "-1"]
+
+
+def c_prepare_n_zero(tmp):
+    src = _write(tmp / "in" / "rtp.jsonl", json.dumps({"prompt": {"text": "Hello", "toxicity": 0.1}}) + "\n")
+    out = tmp / "out" / "prompts.jsonl"
+    return (["prepare", "prompts", "--dataset", "rtp", "--source", str(src), "--n", "0", "--out", str(out)], [out],
+            ["--n", "'0'", ">= 1"])
+
+
+def c_prepare_n_train_minus_one(tmp):
+    src = _write(tmp / "in" / "b.csv", "hello there,0\nyou fool,1\nnice one,0\n")
+    argv, outs = _prepare_train(tmp, src)
+    argv[argv.index("--n-train") + 1] = "-1"
+    return argv, outs, ["--n-train", "'-1'"]
+
+
+def c_prepare_n_heldout_negative(tmp):
+    src = _write(tmp / "in" / "b.csv", "hello there,0\nyou fool,1\nnice one,0\n")
+    argv, outs = _prepare_train(tmp, src)
+    argv[argv.index("--n-heldout") + 1] = "-3"
+    return argv, outs, ["--n-heldout", "'-3'"]
+
+
+def c_score_n_boot_zero(tmp):
+    argv, outs = _score(tmp, _gens(tmp), "--n-boot", "0")
+    return argv, outs, ["--n-boot", "'0'"]
+
+
+# ---- class 6: one-line errors, not tracebacks
+def c_reward_weights_shape_mismatch(tmp):
+    """The config now says two attributes; the head saved with one output no longer fits."""
+    rm = _edit_reward_config(make_reward_folder(tmp / "in" / "rad"), attributes=["toxicity", "insult"])
+    argv, outs = _gen(tmp, _ok_prompts(tmp), "--reward", str(rm), "--beta", "1")
+    return argv, outs, [str(rm / "model.safetensors"), "shape"]
+
+
+def c_reward_backbone_changed(tmp):
+    rm = _edit_reward_config(make_reward_folder(tmp / "in" / "rad"),
+                             backbone="random:tiny-gpt2?n_layer=2&n_embd=32&n_head=2&seed=0")
+    argv, outs = _gen(tmp, _ok_prompts(tmp), "--reward", str(rm), "--beta", "1")
+    return argv, outs, [str(rm / "model.safetensors"), "shape"]
+
+
+def c_reward_config_wrong_type(tmp):
+    rm = _edit_reward_config(make_reward_folder(tmp / "in" / "rad"), num_layers="six")
+    argv, outs = _gen(tmp, _ok_prompts(tmp), "--reward", str(rm), "--beta", "1")
+    return argv, outs, [str(rm / "reward_config.json"), "num_layers", "six", "integer"]
+
+
+def c_reward_config_attributes_not_list(tmp):
+    rm = _edit_reward_config(make_reward_folder(tmp / "in" / "rad"), attributes="toxicity")
+    argv, outs = _gen(tmp, _ok_prompts(tmp), "--reward", str(rm), "--beta", "1")
+    return argv, outs, [str(rm / "reward_config.json"), "attributes", "list"]
+
+
+def c_random_spec_malformed(tmp):
+    argv, outs = _gen(tmp, _ok_prompts(tmp), base="random:tiny-gpt2?n_layer")
+    return argv, outs, ["random:tiny-gpt2?n_layer", "key=value"]
+
+
+def c_random_spec_unknown_key(tmp):
+    argv, outs = _gen(tmp, _ok_prompts(tmp), base="random:tiny-gpt2?n_lyer=2")
+    return argv, outs, ["n_lyer", "expected keys"]
+
+
+def c_random_spec_not_a_number(tmp):
+    argv, outs = _gen(tmp, _ok_prompts(tmp), base="random:tiny-gpt2?n_layer=two")
+    return argv, outs, ["n_layer", "two", "integer"]
+
+
+def c_score_meta_is_a_list(tmp):
+    g = _gens(tmp, meta=False)
+    _write(Path(f"{g}.meta.json"), "[1, 2, 3]\n")
+    argv, outs = _score(tmp, g)
+    return argv, outs, [f"{g}.meta.json", "object", "list"]
+
+
+def c_score_cache_not_sqlite(tmp):
+    cache = _write(tmp / "in" / "cache.sqlite", "this is a text file, not a database\n" * 50)
+    argv, outs = _score(tmp, _gens(tmp), "--cache", str(cache))
+    return argv, outs, [str(cache), "SQLite"]
+
+
+# ---- class 7: fail early, leave no debris
+def c_score_one_output_unwritable(tmp):
+    """Scores may be written, the summary may not: refused before scoring, and neither file appears."""
+    d = _ro_dir(tmp)
+    argv, outs = _score(tmp, _gens(tmp))
+    argv[argv.index("--out-summary") + 1] = str(d / "s.csv")
+    return argv, outs + [Path(f"{outs[0]}.meta.json"), tmp / "out"], [str(d)]
+
+
+def c_score_output_is_a_folder(tmp):
+    argv, outs = _score(tmp, _gens(tmp))
+    outs[1].mkdir(parents=True)
+    return argv, [outs[0], Path(f"{outs[0]}.meta.json")], [str(outs[1]), "folder"]
+
+
+def c_train_unwritable_output(tmp):
+    d = _ro_dir(tmp)
+    argv, outs = _train(tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4))
+    argv[argv.index("--out") + 1] = str(d / "rm")
+    return argv, [d / "rm", d / "rm.ckpt"], [str(d)]
+
+
+def c_generate_refused_leaves_no_folder(tmp):
+    argv, outs = _gen(tmp, _ok_prompts(tmp), "--top-k", "60000", out="new/deeper/gen.jsonl")
+    return argv, outs + [tmp / "new"], ["top_k", "60000"]
+
+
+def c_generate_output_is_a_folder(tmp):
+    argv, outs = _gen(tmp, _ok_prompts(tmp))
+    outs[0].mkdir(parents=True)
+    return argv, [outs[1], Path(f"{outs[0]}.partial.jsonl")], [str(outs[0]), "folder"]
+
+
+def c_prepare_output_is_a_folder(tmp):
+    src = _write(tmp / "in" / "b.csv", "hello there,0\nyou fool,1\nnice one,0\n")
+    argv, outs = _prepare_train(tmp, src)
+    outs[1].mkdir(parents=True)
+    return argv, [outs[0], Path(f"{outs[0]}.meta.json")], [str(outs[1]), "folder"]
+
+
+def c_prepare_one_output_unwritable(tmp):
+    d = _ro_dir(tmp)
+    src = _write(tmp / "in" / "b.csv", "hello there,0\nyou fool,1\nnice one,0\n")
+    argv, outs = _prepare_train(tmp, src)
+    argv[argv.index("--out-heldout") + 1] = str(d / "held.jsonl")
+    return argv, [outs[0], Path(f"{outs[0]}.meta.json"), tmp / "out"], [str(d)]
+
+
+ROUND2 = [
+    # class 1
+    Case("nan-reward-weights", "generate", c_nan_reward_weights),
+    Case("beta-inf", "generate", c_beta_inf),
+    Case("beta-nan", "generate", c_beta_nan),
+    Case("prepare-nan-label", "prepare", c_prepare_nan_label),
+    Case("prepare-inf-label-csv", "prepare", c_prepare_inf_label_csv),
+    Case("config-beta-inf", "snakemake", c_config_beta_inf, run="snakemake"),
+    Case("latency-beta-inf", "latency", c_latency_beta_inf),
+    # class 3
+    Case("prepare-civil-toxicity-above-one", "prepare", c_prepare_civil_toxicity_above_one),
+    Case("prepare-civil-toxicity-negative", "prepare", c_prepare_civil_toxicity_negative),
+    Case("prepare-prepared-label-out-of-range", "prepare", c_prepare_prepared_label_out_of_range),
+    Case("prepare-davidson-votes-exceed-count", "prepare", c_prepare_davidson_votes_exceed_count),
+    Case("prepare-davidson-negative-count", "prepare", c_prepare_davidson_negative_count),
+    Case("prepare-rtp-score-out-of-range", "prepare", c_prepare_rtp_score_out_of_range),
+    Case("train-label-out-of-range", "train", c_train_label_out_of_range),
+    # class 5
+    Case("max-prompts-zero", "generate", _gen_flag("--max-prompts", "0", ["--max-prompts", "'0'", ">= 1"])),
+    Case("max-prompts-minus-one", "generate", _gen_flag("--max-prompts", "-1", ["--max-prompts", "'-1'", ">= 1"])),
+    Case("num-samples-zero", "generate", _gen_flag("--num-samples", "0", ["--num-samples", "'0'"])),
+    Case("max-new-tokens-zero", "generate", _gen_flag("--max-new-tokens", "0", ["--max-new-tokens", "'0'"])),
+    Case("batch-size-zero", "generate", _gen_flag("--batch-size", "0", ["--batch-size", "'0'"])),
+    Case("prompt-id-null", "generate", _gen_id("null", "null")),
+    Case("prompt-id-object", "generate", _gen_id('{"a": 1}', '{"a": 1}')),
+    Case("prompt-id-float", "generate", _gen_id("1.5", "1.5")),
+    Case("prompt-id-bool", "generate", _gen_id("true", "true")),
+    Case("train-num-layers-above-depth", "train", c_train_num_layers_above_depth),
+    Case("train-num-layers-zero", "train", c_train_num_layers_zero),
+    Case("train-checkpoint-every-negative", "train", c_train_checkpoint_every_negative),
+    Case("prepare-n-zero", "prepare", c_prepare_n_zero),
+    Case("prepare-n-train-minus-one", "prepare", c_prepare_n_train_minus_one),
+    Case("prepare-n-heldout-negative", "prepare", c_prepare_n_heldout_negative),
+    Case("score-n-boot-zero", "score", c_score_n_boot_zero),
+    # class 6
+    Case("reward-weights-shape-mismatch", "generate", c_reward_weights_shape_mismatch),
+    Case("reward-backbone-changed", "generate", c_reward_backbone_changed),
+    Case("reward-config-wrong-type", "generate", c_reward_config_wrong_type),
+    Case("reward-config-attributes-not-list", "generate", c_reward_config_attributes_not_list),
+    Case("random-spec-malformed", "generate", c_random_spec_malformed),
+    Case("random-spec-unknown-key", "generate", c_random_spec_unknown_key),
+    Case("random-spec-not-a-number", "generate", c_random_spec_not_a_number),
+    Case("score-meta-is-a-list", "score", c_score_meta_is_a_list),
+    Case("score-cache-not-sqlite", "score", c_score_cache_not_sqlite),
+    # class 7
+    Case("score-one-output-unwritable", "score", c_score_one_output_unwritable),
+    Case("score-output-is-a-folder", "score", c_score_output_is_a_folder),
+    Case("train-unwritable-output", "train", c_train_unwritable_output),
+    Case("generate-refused-leaves-no-folder", "generate", c_generate_refused_leaves_no_folder),
+    Case("generate-output-is-a-folder", "generate", c_generate_output_is_a_folder),
+    Case("prepare-output-is-a-folder", "prepare", c_prepare_output_is_a_folder),
+    Case("prepare-one-output-unwritable", "prepare", c_prepare_one_output_unwritable),
+]
+CASES += ROUND2
+
+
 def _run_inproc(argv, caplog, capsys, monkeypatch, env) -> tuple[int, str]:
     for k, v in env.items():
         if v:
@@ -501,7 +852,8 @@ def test_bad_input(case: Case, tmp_path, caplog, capsys, monkeypatch):
 
 
 def test_catalogue_size():
-    assert len(CASES) >= 25
+    assert len(CASES) >= 25 + 30
+    assert len({c.id for c in CASES}) == len(CASES)
 
 
 def test_perspective_failures_are_nan_and_counted_never_zero(monkeypatch):

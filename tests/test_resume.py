@@ -1,22 +1,22 @@
 """Kill -9 in the middle of a step, rerun the same command: the step resumes and its final outputs are
 byte-identical (tensor-identical for models) to an uninterrupted run; a partial file is never taken for
-complete. Plus: same config and seed -> same bytes (determinism)."""
+complete; a resume whose inputs changed (prompt text, model, data) starts over for what changed. Plus: same
+config and seed -> same bytes (determinism).
+
+Every kill lands at a point the command signals (BENCH_TEST_KILL_AT, bench.utils.testhooks: right after its
+n-th batch / checkpoint is on disk), never after a delay, so the outcome does not depend on machine speed."""
 
 from __future__ import annotations
 
 import json
-import random
 import sys
 from pathlib import Path
 
 import pytest
 
 from bench.cli import main as bench_main
-from helpers_reliability import (TINY_GPT2, bench_cmd, kill_after, make_reward_folder, require_command,
-                                 run_bench, temp_leftovers, write_prompts, write_train_split)
-
-# Fixed so a failure can be replayed; the delays after the first progress are drawn from it.
-RNG_SEED = 1234
+from helpers_reliability import (TINY_GPT2, bench_cmd, make_reward_folder, require_command, run_bench,
+                                 run_until_killed, temp_leftovers, write_prompts, write_train_split)
 
 
 def _nonempty_lines(path: Path) -> int:
@@ -60,32 +60,20 @@ def test_generate_same_seed_same_bytes_other_seed_differs(gen_inputs, tmp_path):
 
 @pytest.mark.slow
 def test_generate_kill9_then_resume_gives_identical_bytes(gen_inputs, tmp_path):
-    """Three kill -9 at random points after the first finished batch, then a clean rerun."""
+    """Killed after its 4th batch, then (resumed) after 5 more, then a clean rerun: same bytes, 9 resumed."""
     prompts, reward, ref = gen_inputs
     out = tmp_path / "gen.jsonl"
     partial = Path(f"{out}.partial.jsonl")
-    rng = random.Random(RNG_SEED)
-    outcomes, seen = [], []
-    for _ in range(3):
-        start = _nonempty_lines(partial)
-        delay = rng.uniform(0.0, 1.0)
-        outcomes.append(kill_after(bench_cmd(*_generate_args(prompts, out, reward)),
-                                   lambda: _nonempty_lines(partial) > start, delay))
-        if outcomes[-1] == "finished":
-            break
-        # killed: the final file is absent, or complete if the kill came after its atomic rename
-        assert not out.exists() or out.read_bytes() == ref.read_bytes(), "incomplete output after a kill"
-        if out.exists():
-            break
-        seen.append(_nonempty_lines(partial))
-    assert "killed" in outcomes, f"the process was never killed mid-run: {outcomes}"
-    assert seen and seen == sorted(seen) and seen[-1] > 0, f"no progress kept across kills: {seen}"
-    print(f"generate kills: {outcomes}, prompts kept after each kill: {seen}", file=sys.stderr)
+    cmd = bench_cmd(*_generate_args(prompts, out, reward))  # batch size 1: one prompt per batch
+    run_until_killed(cmd, "generate-batch:4")
+    assert not out.exists() and _nonempty_lines(partial) == 4
+    run_until_killed(cmd, "generate-batch:5")
+    assert not out.exists() and _nonempty_lines(partial) == 9
     res = run_bench(*_generate_args(prompts, out, reward))
     assert res.returncode == 0, res.stderr[-3000:]
     assert out.read_bytes() == ref.read_bytes()
     meta = json.loads(Path(f"{out}.meta.json").read_text())
-    assert meta["resumed_prompts"] > 0
+    assert meta["resumed_prompts"] == 9
     assert not temp_leftovers(tmp_path), temp_leftovers(tmp_path)
 
 
@@ -94,8 +82,7 @@ def test_generate_torn_partial_line_is_not_taken_as_done(gen_inputs, tmp_path):
     prompts, reward, ref = gen_inputs
     out = tmp_path / "gen.jsonl"
     partial = Path(f"{out}.partial.jsonl")
-    outcome = kill_after(bench_cmd(*_generate_args(prompts, out, reward)), lambda: _nonempty_lines(partial) >= 3, 0)
-    assert outcome == "killed"
+    run_until_killed(bench_cmd(*_generate_args(prompts, out, reward)), "generate-batch:3")
     lines = ref.read_text(encoding="utf-8").splitlines(keepends=True)
     done = partial.read_text(encoding="utf-8").splitlines(keepends=True)[:3]
     torn = lines[3][: len(lines[3]) // 2]  # half of the 4th prompt's record, no newline
@@ -105,6 +92,41 @@ def test_generate_torn_partial_line_is_not_taken_as_done(gen_inputs, tmp_path):
     assert out.read_bytes() == ref.read_bytes()
     assert json.loads(Path(f"{out}.meta.json").read_text())["resumed_prompts"] == 3
     assert not partial.exists()
+
+
+def test_generate_resume_regenerates_prompts_whose_text_changed(gen_inputs, tmp_path):
+    """Killed after 3 prompts; the prompt file is edited (same ids, same path): the edited prompt is generated
+    again (a warning names it), the others are resumed; the result equals a fresh run on the edited file."""
+    _, reward, _ = gen_inputs
+    prompts = write_prompts(tmp_path / "prompts.jsonl", 6)
+    out = tmp_path / "gen.jsonl"
+    run_until_killed(bench_cmd(*_generate_args(prompts, out, reward)), "generate-batch:3")
+    recs = [json.loads(line) for line in prompts.read_text().splitlines()]
+    recs[1]["prompt"] = "A completely different prompt about cats"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    res = run_bench(*_generate_args(prompts, out, reward))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "prompt text" in res.stderr and "p1" in res.stderr, res.stderr[-2000:]
+    assert json.loads(Path(f"{out}.meta.json").read_text())["resumed_prompts"] == 2
+    fresh = tmp_path / "fresh.jsonl"
+    assert bench_main(_generate_args(prompts, fresh, reward)) == 0
+    assert out.read_bytes() == fresh.read_bytes()
+
+
+def test_generate_resume_with_other_reward_weights_starts_over(gen_inputs, tmp_path):
+    """Same reward folder path, other weights (retrained): nothing is resumed, and the warning says why."""
+    prompts, _, _ = gen_inputs
+    reward = make_reward_folder(tmp_path / "rad", seed=0)
+    out = tmp_path / "gen.jsonl"
+    run_until_killed(bench_cmd(*_generate_args(prompts, out, reward)), "generate-batch:3")
+    make_reward_folder(reward, seed=7)
+    res = run_bench(*_generate_args(prompts, out, reward))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "reward_digest" in res.stderr and "starting over" in res.stderr, res.stderr[-2000:]
+    assert json.loads(Path(f"{out}.meta.json").read_text())["resumed_prompts"] == 0
+    fresh = tmp_path / "fresh.jsonl"
+    assert bench_main(_generate_args(prompts, fresh, reward)) == 0
+    assert out.read_bytes() == fresh.read_bytes()
 
 
 def test_generate_score_tables_twice_gives_identical_tables(gen_inputs, tmp_path, monkeypatch):
@@ -185,31 +207,45 @@ def test_train_same_seed_same_tensors(train_inputs, tmp_path):
 
 @pytest.mark.slow
 def test_train_kill9_then_resume_gives_identical_tensors(train_inputs, tmp_path):
+    """Killed after its 2nd checkpoint (step 10), resumed and killed after 3 more (step 25), then finished."""
     import torch
 
     train, heldout, ref = train_inputs
     out = tmp_path / "model"
-    ckpt = Path(f"{out}.ckpt")
-    rng = random.Random(RNG_SEED + 1)
-    outcomes = []
-    for _ in range(3):
-        delay = rng.uniform(0.0, 1.5)
-        outcomes.append(kill_after(bench_cmd(*_train_args(train, heldout, out)),
-                                   lambda: _checkpoint_written(ckpt), delay))
-        if outcomes[-1] == "finished":
-            break
-        if (out / "model.safetensors").exists():  # killed after the final (atomic) save: must be complete
-            a, b = _load_tensors(ref), _load_tensors(out)
-            assert all(torch.equal(a[k], b[k]) for k in a), "incomplete model after a kill"
-    assert "killed" in outcomes, f"training was never killed mid-run: {outcomes}"
-    print(f"train kills: {outcomes}", file=sys.stderr)
+    cmd = bench_cmd(*_train_args(train, heldout, out))
+    run_until_killed(cmd, "train-checkpoint:2")
+    assert json.loads((Path(f"{out}.ckpt") / "latest.json").read_text())["step"] == 10
+    run_until_killed(cmd, "train-checkpoint:3")
+    assert json.loads((Path(f"{out}.ckpt") / "latest.json").read_text())["step"] == 25
+    assert not out.exists()
     res = run_bench(*_train_args(train, heldout, out))
     assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "train_summary.json").read_text())["resumed_from_step"] == 25
     a, b = _load_tensors(ref), _load_tensors(out)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"tensor {k} differs after kill/resume"
     assert not temp_leftovers(tmp_path), temp_leftovers(tmp_path)
+
+
+def test_train_resume_with_other_data_starts_over(train_inputs, tmp_path):
+    """The training file is replaced (same path) after a kill: the checkpoint is not resumed (warning), and
+    the model equals a fresh run on the new data."""
+    import torch
+
+    _, heldout, _ = train_inputs
+    train = write_train_split(tmp_path / "train.jsonl", 64, seed=0)
+    out = tmp_path / "model"
+    run_until_killed(bench_cmd(*_train_args(train, heldout, out)), "train-checkpoint:1")
+    write_train_split(train, 64, seed=5)
+    res = run_bench(*_train_args(train, heldout, out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "training data" in res.stderr and "starting over" in res.stderr, res.stderr[-2000:]
+    assert json.loads((out / "train_summary.json").read_text())["resumed_from_step"] == 0
+    fresh = tmp_path / "fresh"
+    assert bench_main(_train_args(train, heldout, fresh)) == 0
+    a, b = _load_tensors(fresh), _load_tensors(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 # -------------------------------------------------------------------------------------------------- score
@@ -256,24 +292,18 @@ def test_score_same_input_same_bytes(score_inputs, tmp_path):
 
 @pytest.mark.slow
 def test_score_kill9_then_resume_gives_identical_bytes(score_inputs, tmp_path):
-    """Kill while scoring (the score cache fills as it goes), rerun: same score and summary bytes."""
+    """Killed right after the toxicity scores are in the cache, then (rerun) right after the perplexities:
+    the third run scores nothing new and writes the same bytes as an uninterrupted run."""
     gens, ref_scores, ref_summary = score_inputs
     s, m, cache = tmp_path / "s.jsonl", tmp_path / "s.csv", tmp_path / "cache.sqlite"
-    rng = random.Random(RNG_SEED + 2)
-    outcomes, kept = [], []
-    for _ in range(3):
-        start = _cached_scores(cache)
-        outcomes.append(kill_after(bench_cmd(*_score_args(gens, s, m, cache)),
-                                   lambda: _cached_scores(cache) > start, rng.uniform(0.0, 0.5)))
-        if outcomes[-1] == "finished":
-            break
-        # killed late, the outputs may already be in place: then they must be complete (atomic writes)
-        for got, want in ((s, ref_scores), (m, ref_summary)):
-            assert not got.exists() or got.read_bytes() == want.read_bytes(), f"{got} is incomplete after a kill"
-        kept.append(_cached_scores(cache))
-    assert "killed" in outcomes, f"scoring was never killed mid-run: {outcomes}"
-    assert kept and kept[-1] > 0, "no scores survived the kills"
-    print(f"score kills: {outcomes}, cached scores after each kill: {kept}", file=sys.stderr)
+    cmd = bench_cmd(*_score_args(gens, s, m, cache))
+    run_until_killed(cmd, "score-batch:1")
+    kept = [_cached_scores(cache)]
+    run_until_killed(cmd, "score-batch:1")
+    kept.append(_cached_scores(cache))
+    assert 0 < kept[0] < kept[1], f"no scores kept across kills: {kept}"
+    assert not s.exists() and not m.exists()
+    print(f"cached scores after each kill: {kept}", file=sys.stderr)
     res = run_bench(*_score_args(gens, s, m, cache))
     assert res.returncode == 0, res.stderr[-3000:]
     assert s.read_bytes() == ref_scores.read_bytes()

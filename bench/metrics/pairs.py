@@ -3,6 +3,8 @@ and the scorer's version names the LM, so a PPL is reused only for the same LM a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.metrics.base import Scorer, package_version
 from bench.metrics.fluency import PerplexityScorer
 
@@ -18,6 +20,12 @@ class CachedPerplexity(Scorer):
         self.batch_size = max(64, ppl.cfg.batch_size * 8)
         self.name = f"ppl:{model_tag}"
         self.version = f"transformers=={package_version('transformers')}/{ppl.cfg.dtype}/maxlen{ppl.max_length}"
+        folder = Path(model_tag).expanduser()
+        if folder.is_dir():  # a local model's scores are reused only for the same weights, whatever its path
+            from bench.utils.io import files_digest
+
+            self.version += "/" + files_digest(*sorted(folder.glob("*.json")), *sorted(folder.glob("*.safetensors")),
+                                               *sorted(folder.glob("*.bin")))
 
     @staticmethod
     def key(prompt: str, continuation: str) -> str:

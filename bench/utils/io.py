@@ -242,12 +242,12 @@ def _remove_empty(folders: list[Path]) -> None:
 @contextlib.contextmanager
 def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     """Temporary paths for several outputs of one command, renamed onto their targets together once the block
-    succeeds (all appear, or none: on an error every temporary is removed and no target is touched)."""
+    succeeds (all appear, or none: on an error every temporary, and every folder made for them, is removed)."""
     targets = [Path(p) for p in paths]
     check_writable(*targets)
-    temps: list[Path] = []
-    try:
-        with created_folders(*targets):
+    with created_folders(*targets):
+        temps: list[Path] = []
+        try:
             for t in targets:
                 try:
                     fd, tmp = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp", dir=t.parent)
@@ -267,10 +267,10 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
                             d.unlink()
                     raise DataError(f"{t}: cannot write ({exc.strerror or exc})") from exc
                 done.append(t)
-    finally:
-        for tmp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        finally:
+            for tmp in temps:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
 
 def files_digest(*paths: str | os.PathLike) -> str:
