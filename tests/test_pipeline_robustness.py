@@ -70,7 +70,7 @@ def test_every_shell_command_quotes_its_paths(tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_runs_with_spaces_in_its_folders(tmp_path, shared_data):
+def test_pipeline_runs_with_spaces_in_its_folders(tmp_path, data_root):
     d = tmp_path / "a folder with spaces"
     _write_config(d, work_dir="work dir/runs", results_dir="res dir", figures_dir="fig dir")
     res = subprocess.run(_cmd(d, "--cores", "2"), capture_output=True, text=True, env=_env(), timeout=1800)
@@ -132,7 +132,7 @@ def _run_and_kill_at(workdir: Path, event: str) -> str:
 
 
 @pytest.mark.slow
-def test_kill9_pipeline_tree_then_rerun_gives_identical_tables(tmp_path, shared_data):
+def test_kill9_pipeline_tree_then_rerun_gives_identical_tables(tmp_path, data_root):
     ref = tmp_path / "reference"
     _write_config(ref)
     res = subprocess.run(_cmd(ref, "--cores", "2"), capture_output=True, text=True, env=_env(), timeout=1800)
