@@ -70,6 +70,7 @@ def _write_config(run_dir: Path) -> Path:
     cfg["tasks"]["sentiment"]["enabled"] = False
     cfg["training"]["parametrizations"] = ["rad", "arm"]
     cfg["latency"], cfg["rank"] = {"enabled": False}, {"enabled": False}  # covered by tests/test_pipeline.py
+    cfg["training"]["extra_args"] = "--checkpoint-every 2"  # a progress point to cancel at (exact resume)
     path = run_dir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -137,23 +138,28 @@ def test_pipeline_runs_through_slurm_and_survives_scancel(slurm_cluster, tmp_pat
     _write_config(run2)
     before = set(_squeue_all())
     log_file = open(tmp_path / "run2_first_attempt.log", "w")  # a file, not a pipe nobody drains
+    # A training job pauses right after its first checkpoint is on disk (bench.utils.testhooks), so the cancel
+    # lands at that point on any machine, never after a guessed delay; the others are released afterwards.
+    pause = tmp_path / "pause"
     proc = subprocess.Popen(_snakemake_cmd(run2), stdout=log_file, stderr=subprocess.STDOUT, text=True,
-                            env=_env(), start_new_session=True)
+                            env={**_env(), "BENCH_TEST_PAUSE_AT": "train-checkpoint:1",
+                                 "BENCH_TEST_PAUSE_DIR": str(pause)}, start_new_session=True)
     cancelled = None
     deadline = time.monotonic() + 900
     try:
         while cancelled is None and proc.poll() is None and time.monotonic() < deadline:
+            if not (pause.exists() and any(p.name.startswith("train-checkpoint.") for p in pause.iterdir())):
+                time.sleep(0.1)  # polling for the marker; the cancel point is the job's, not this loop's
+                continue
             out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True)
             running = [line.split(None, 1) for line in out.stdout.splitlines() if line.strip()]
             running = [r for r in running if r[0] not in before]
-            # a training job: it has a checkpoint to resume from (its rule name is in the job's comment)
+            # a training job (its rule name is in the job's comment), paused with a checkpoint to resume from
             running = [r for r in running if len(r) > 1 and r[1].startswith(("rule_train_", "rule_train"))]
             if running:
-                time.sleep(1.0)  # let it start working (each job first starts Snakemake inside SLURM)
                 subprocess.run(["scancel", running[0][0]], check=True)
                 cancelled = running[0]
-            else:
-                time.sleep(0.2)
+                (pause / "release").write_text("go\n")  # other paused jobs carry on
         proc.wait(timeout=900)
     finally:
         if proc.poll() is None:

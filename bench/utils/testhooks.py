@@ -6,8 +6,8 @@ environment variables, unset in normal runs, act there:
 
 * `BENCH_TEST_KILL_AT=<event>:<n>`: at the n-th `event` the process SIGKILLs itself (a kill -9 at that point);
 * `BENCH_TEST_PAUSE_AT=<event>:<n>` with `BENCH_TEST_PAUSE_DIR=<folder>`: at the n-th `event` the process
-  writes `<folder>/<event>.<pid>` and waits, so a test can kill -9 a whole process tree (Snakemake and its
-  jobs) at a known point.
+  writes `<folder>/<event>.<pid>` and waits (until killed, or until `<folder>/release` exists), so a test can
+  kill -9 a whole process tree (Snakemake and its jobs), or cancel one job, at a known point.
 
 Events: `generate-batch` (a batch appended to the partial file), `train-checkpoint` (a checkpoint written),
 `score-batch` (a batch of scores committed to the cache).
@@ -43,5 +43,5 @@ def progress_point(event: str) -> None:
         folder = Path(os.environ.get("BENCH_TEST_PAUSE_DIR") or ".")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{event}.{os.getpid()}").write_text(f"{_seen[event]}\n")
-        while True:  # until the test kills us
-            time.sleep(3600)
+        while not (folder / "release").exists():  # until the test kills or releases us
+            time.sleep(0.05)
