@@ -35,6 +35,8 @@ class Case:
     preexec: Callable[[], None] | None = None
     # a failure in the middle of the work may keep generate's resume shard (`<out>.partial.jsonl`): by design
     allow_resume_state: bool = False
+    # words that must NOT appear: proof that the command failed before its work (no training step, no scoring)
+    absent: tuple[str, ...] = ()
 
 
 def _gen(tmp: Path, prompts: Path, *extra: str, out: str = "out/gen.jsonl", base: str = TINY_GPT2):
@@ -783,9 +785,9 @@ ROUND2 = [
     Case("score-meta-is-a-list", "score", c_score_meta_is_a_list),
     Case("score-cache-not-sqlite", "score", c_score_cache_not_sqlite),
     # class 7
-    Case("score-one-output-unwritable", "score", c_score_one_output_unwritable),
+    Case("score-one-output-unwritable", "score", c_score_one_output_unwritable, absent=("scored ",)),
     Case("score-output-is-a-folder", "score", c_score_output_is_a_folder),
-    Case("train-unwritable-output", "train", c_train_unwritable_output),
+    Case("train-unwritable-output", "train", c_train_unwritable_output, absent=("train_loss",)),
     Case("generate-refused-leaves-no-folder", "generate", c_generate_refused_leaves_no_folder),
     Case("generate-output-is-a-folder", "generate", c_generate_output_is_a_folder),
     Case("prepare-output-is-a-folder", "prepare", c_prepare_output_is_a_folder),
@@ -844,6 +846,8 @@ def test_bad_input(case: Case, tmp_path, caplog, capsys, monkeypatch):
     low = text.lower()
     missing = [w for w in words if w.lower() not in low]
     assert not missing, f"the message does not name {missing}:\n{text[-2000:]}"
+    done_work = [w for w in case.absent if w.lower() in low]
+    assert not done_work, f"the command did work ({done_work}) before refusing its outputs:\n{text[-2000:]}"
     for out in outputs:
         assert not out.exists(), f"{out} was left behind by a failed run"
     leftovers = [p for p in temp_leftovers(tmp_path) if p not in inputs_before
