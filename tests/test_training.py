@@ -131,9 +131,9 @@ def test_killed_then_resumed_run_matches_uninterrupted(parametrization, splits, 
     assert [json.loads(r)["heldout_mse"] for r in rows_full] == [json.loads(r)["heldout_mse"] for r in rows_res]
 
 
-def test_resume_refuses_changed_batch_settings(splits, tmp_path):
-    from bench.errors import ConfigError
-
+def test_resume_with_changed_batch_settings_starts_over_loudly(splits, tmp_path, caplog):
+    """A checkpoint written with other batch settings is not resumed (that would mix two runs): a warning names
+    the change, and the result equals a fresh run with the new settings."""
     train = _data(splits[0])
     pad = load_tokenizer(TINY_GPT2).pad_token_id
     cfg = TrainConfig(steps=4, batch_size=4, checkpoint_every=1, eval_every=0, device="cpu")
@@ -144,8 +144,11 @@ def test_resume_refuses_changed_batch_settings(splits, tmp_path):
     with pytest.raises(Killed):
         Trainer(_model("arm"), cfg, train, None, tmp_path / "rm", pad_id=pad, on_step=stop).train()
     cfg2 = TrainConfig(steps=4, batch_size=8, checkpoint_every=1, eval_every=0, device="cpu")
-    with pytest.raises(ConfigError, match="batch_size: 4 -> 8"):
-        Trainer(_model("arm"), cfg2, train, None, tmp_path / "rm", pad_id=pad).train()
+    summary = Trainer(_model("arm"), cfg2, train, None, tmp_path / "rm", pad_id=pad).train()
+    assert "batch_size: 4 -> 8" in caplog.text and "starting over" in caplog.text
+    assert summary["resumed_from_step"] == 0
+    fresh = Trainer(_model("arm"), cfg2, train, None, tmp_path / "fresh", pad_id=pad).train()
+    assert fresh["final"] == summary["final"]
 
 
 def test_cli_train_writes_a_reloadable_folder(splits, tmp_path, capsys):
