@@ -27,9 +27,12 @@ SUMMARY_HEAD = ["task", "method", "beta", "top_k", "n_prompts", "n_samples",
                 "toxicity_scorer", "toxicity_scorer_version", "sentiment_scorer", "sentiment_scorer_version",
                 "fluency_model", "fluency_scorer_version"]
 # generation-meta fields that describe one execution, not the result: kept out of summaries and tables so the
-# same config and seed give byte-identical tables (timings live in the generations' .meta.json and in latency)
+# same config and seed give byte-identical tables, interrupted or not (timings and counters of the work done by
+# this execution live in the generations' .meta.json and in latency; `reward_calls` counts only the prompts a
+# resumed run generated). The resume digests are provenance kept in the .meta.json, not result columns.
 RUN_SPECIFIC_META = frozenset({"tokens_per_s", "wall_time_s", "generated_tokens", "resumed_prompts", "out",
-                               "device", "python", "torch", "transformers"})
+                               "device", "python", "torch", "transformers", "reward_calls", "reward_digest",
+                               "base_digest"})
 SCORER_FIELDS = SUMMARY_HEAD[SUMMARY_HEAD.index("toxicity_scorer"):]
 
 
