@@ -3,7 +3,7 @@ and the reward models' held-out curves during training.
 
 Guided decoding buys lower toxicity / higher target rate with fluency; the curve over beta shows that price
 for each reward parametrization, with plain top-k decoding as the reference point. The matched-fluency figure
-reads that price off at fixed PPL levels (see `bench.metrics.compare`).
+reads that price off at fixed PPL levels (see `bench.metrics.comparisons`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ per (task, method, beta, k) with every metric and its bootstrap CI, grouped the 
 report them (toxicity: average max toxicity, toxic rate, PPL, dist-n; sentiment: positive rate per target
 direction and prompt type, PPL, dist-n). Given the runs' per-continuation scores as well, each row also gets
 paired-bootstrap differences to plain decoding and to RAD at the same beta, and `matched_fluency` compares the
-methods at fixed perplexity levels (`bench.metrics.compare`). `reward_models` tabulates the trained reward
+methods at fixed perplexity levels (`bench.metrics.comparisons`). `reward_models` tabulates the trained reward
 models' `train_summary.json`.
 """
 
@@ -105,14 +105,14 @@ def _task_groups(df: pd.DataFrame):
 
 
 def _read_runs(part: pd.DataFrame) -> list:
-    from bench.metrics.compare import read_scores
+    from bench.metrics.comparisons import read_scores
 
     return [read_scores(p) for p in part["scores_file"]]
 
 
 def add_paired_columns(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """`{stat}_vs_plain[_lo,_hi]` and `{stat}_vs_rad[_lo,_hi]`: paired bootstrap differences per run."""
-    from bench.metrics.compare import paired_differences
+    from bench.metrics.comparisons import paired_differences
 
     df = df.copy()
     for _, part in _task_groups(df):
@@ -125,8 +125,8 @@ def add_paired_columns(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> p
 
 def matched_fluency_table(df: pd.DataFrame, levels: Sequence[float], n_boot: int = 1000,
                           seed: int = 0) -> pd.DataFrame:
-    """One row per (task, k, method, metric, PPL level) from `bench.metrics.compare.matched_fluency`."""
-    from bench.metrics.compare import matched_fluency
+    """One row per (task, k, method, metric, PPL level) from `bench.metrics.comparisons.matched_fluency`."""
+    from bench.metrics.comparisons import matched_fluency
 
     rows = []
     for (task, k), part in _task_groups(df):

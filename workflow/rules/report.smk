@@ -74,7 +74,7 @@ rule tables:
     params:
         out=f"{RESULTS}/tables",
         stats=stats_args(),
-        code=code_version("commands/tables.py", "reporting/", "metrics/aggregate.py", "metrics/compare.py"),
+        code=code_version("commands/tables.py", "reporting/", "metrics/aggregate.py", "metrics/comparisons.py"),
     log:
         f"{W}/logs/tables.log",
     threads: 1
@@ -99,7 +99,7 @@ rule figures:
         out=FIGURES,
         stats=stats_args(),
         code=code_version("commands/figures.py", "commands/tables.py", "reporting/", "metrics/aggregate.py",
-                          "metrics/compare.py"),
+                          "metrics/comparisons.py"),
     log:
         f"{W}/logs/figures.log",
     threads: 1
