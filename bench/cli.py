@@ -27,7 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("bench.commands.figures", "trade-off figures (toxicity / positive rate vs. fluency)"),
     "latency": ("bench.commands.latency", "fixed-protocol decoding latency benchmark"),
     "rank": ("bench.commands.rank", "SVD rank analysis of reward matrices"),
-    "speed": ("bench.commands.speed", "quick throughput report: training steps/s and decoding tokens/s"),
 }
 
 
