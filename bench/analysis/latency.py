@@ -400,10 +400,18 @@ def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, tokenizer=None, m
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             calls0 = dec.clock.calls
-            with rm.counting() as counter:  # the untimed warm-up decode, counted
-                t0 = _clock()
-                dec()
-                first_s = _clock() - t0
+            try:
+                with rm.counting() as counter:  # the untimed warm-up decode, counted
+                    t0 = _clock()
+                    dec()
+                    first_s = _clock() - t0
+            except torch.OutOfMemoryError:
+                log.warning("latency: %s B=%d T=%d k=%d does not fit in memory; skipped", method, b, t, k)
+                del dec
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                bar.update(1)
+                continue
             counts = {"trunk_forwards": counter.trunk_forwards, "trunk_positions": counter.trunk_positions,
                       "head_rows": counter.head_rows}
             steps = dec.clock.calls - calls0
