@@ -31,8 +31,8 @@ def test_counts_rad_k_candidates_per_token(rows, k):
     r = _row(rows, "rad", k)
     assert r["reward_calls_per_token"] == k  # head rows per batch row per step
     assert r["trunk_forwards_per_token"] == 1  # one batched forward over the cache
-    # step 1 reads the prompt + k candidates; later steps 1 new token + k candidates
-    assert r["trunk_positions_per_token"] == pytest.approx((PROMPT_LEN + (T - 1) + T * k) / T)
+    # step 1 reads BOS + the prompt + k candidates; later steps 1 new token + k candidates
+    assert r["trunk_positions_per_token"] == pytest.approx((1 + PROMPT_LEN + (T - 1) + T * k) / T)
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -44,7 +44,7 @@ def test_counts_rad_loop_and_arm(rows, k):
         r = _row(rows, method, k)
         assert r["reward_calls_per_token"] == 1
         assert r["trunk_forwards_per_token"] == 1
-        assert r["trunk_positions_per_token"] == pytest.approx((PROMPT_LEN + T - 1) / T)
+        assert r["trunk_positions_per_token"] == pytest.approx((1 + PROMPT_LEN + T - 1) / T)  # BOS + prompt
 
 
 def test_plain_row_and_ratios(rows):
