@@ -1,4 +1,4 @@
-"""Scoring throughput (texts/s) of scorers on the RTP continuations of the data mirror (no cache).
+"""Scoring throughput (texts/s) of scorers on the RTP continuations of the shipped data (no cache).
 
 Timed by the package's one timing tool (`bench.analysis.latency.timed`: torch.utils.benchmark's Timer + the
 machine's load); a measurement that is not trusted says UNSTABLE and why.
