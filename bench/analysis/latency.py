@@ -525,7 +525,9 @@ def ratio_report(rows: list[dict[str, Any]]) -> list[str]:
             for arm in arms:
                 a = by.get((arm, b, t, k))
                 if a is not None:
-                    lines.append(f"rad/{arm:12s} B={b:<3d} T={t:<4d} k={k:<3d} per-token ratio={_relative(r, a):.2f}")
+                    note = " (unstable)" if _reasons(r, a) else ""
+                    lines.append(f"rad/{arm:12s} B={b:<3d} T={t:<4d} k={k:<3d} per-token ratio={_relative(r, a):.2f}"
+                                 f"{note}")
     unstable = [r for r in rows if not r["stable"]]
     if rows:
         r0 = rows[0]
