@@ -77,10 +77,14 @@ def _random_heads(model, seed=0):
     return model
 
 
-def _random_prefixes(n, seed=0, bos=50256):
+BOS = 50256  # GPT-2's <|endoftext|>: the reward model reads it first
+
+
+def _random_prefixes(n, seed=0):
+    """Token ids of n prefixes, without BOS (the reward model puts its own in front)."""
     g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(2, 10, (n,), generator=g).tolist()
-    return [[bos] + torch.randint(0, 50257, (length,), generator=g).tolist() for length in lengths]
+    lengths = torch.randint(1, 9, (n,), generator=g).tolist()
+    return [torch.randint(0, 50257, (length,), generator=g).tolist() for length in lengths]
 
 
 @pytest.mark.parametrize("param,mlp_rank", [("arm-baseline", None), ("arm", None), ("arm-mlp", 8)])
@@ -90,7 +94,7 @@ def test_arm_reward_matrix_rank_at_most_hidden_plus_one(param, mlp_rank):
     config = RewardConfig(parametrization=param, backbone=TINY_GPT2, mlp_rank=mlp_rank)
     model = _random_heads(build_reward_model(config))
     hidden = model.backbone.config.hidden_size
-    bound = rk.arm_rank_bound(model)
+    bound = model.rank_bound()
     assert bound == {"arm-baseline": hidden + 1, "arm": hidden, "arm-mlp": 8 + 1}[param]
     enc = _random_prefixes(90)  # more rows than hidden + 1: a full-rank R would have rank 90
     R = rk.reward_matrix(model, enc, None, batch_size=32, pad_id=50256)
@@ -105,7 +109,7 @@ def test_arm_reward_matrix_rank_at_most_hidden_plus_one(param, mlp_rank):
 
 
 def test_rad_reward_matrix_columns_match_forward():
-    """RAD's chunked, cached scoring equals forward() on prefix + token, padding and all."""
+    """RAD's chunked, cached scoring equals forward() on BOS + prefix + token, padding and all."""
     from bench.rewards import RewardConfig, build_reward_model
 
     model = build_reward_model(RewardConfig(parametrization="rad", backbone=TINY_GPT2))
@@ -115,11 +119,11 @@ def test_rad_reward_matrix_columns_match_forward():
     R = rk.reward_matrix(model, enc, cols, batch_size=3, chunk_size=2, pad_id=50256)
     for i, ids in enumerate(enc):
         for j, tok in enumerate(cols.tolist()):
-            x = torch.tensor([ids + [tok]])
+            x = torch.tensor([[BOS] + ids + [tok]])
             with torch.no_grad():
                 ref = model(x, torch.ones_like(x))[0, -1, 0]
             assert float(R[i, j]) == pytest.approx(float(ref), abs=1e-4)
-    assert rk.arm_rank_bound(model) is None
+    assert model.rank_bound() is None
 
 
 def test_rank_command_end_to_end(tmp_path):

@@ -66,13 +66,12 @@ def prefixes_from_records(records: Iterable[dict], n: int, cuts: int = 3, seed: 
 
 
 def encode_prefixes(tokenizer, prefixes: list[str], max_length: int) -> list[list[int]]:
-    """BOS + the last (max_length - 1) tokens of each prefix, as the training collator feeds the model."""
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    """The last (max_length - 1) tokens of each prefix, no BOS: the reward model reads its own BOS in front
+    (`score_candidates`), so R[prefix, v] = forward(BOS + prefix + v), as training and decoding read it."""
     out = []
     for text in prefixes:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids = ids[-(max_length - 1):] if max_length > 1 else []
-        out.append(([bos] if bos is not None else []) + list(ids))
+        out.append(list(ids[-(max_length - 1):]) if max_length > 1 else [])
     return out
 
 
@@ -99,7 +98,7 @@ def reward_matrix(model: RewardModel, encoded: list[list[int]], columns: torch.T
     """
     from tqdm.auto import tqdm
 
-    device = next(model.parameters()).device
+    device = model.device
     steer = model.config.steer_index
     rows = []
     starts = range(0, len(encoded), batch_size)
@@ -131,17 +130,6 @@ def topk_columns(base_lm, encoded: list[list[int]], k: int, batch_size: int = 8,
         out = base_lm(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False)
         chosen.update(out.logits[:, -1].topk(k, dim=-1).indices.flatten().tolist())
     return torch.tensor(sorted(chosen), dtype=torch.long)
-
-
-def arm_rank_bound(model: RewardModel) -> int | None:
-    """The rank ARM's construction allows for one attribute: token-part rank + 1 for the prefix baseline."""
-    p = model.config.parametrization
-    if p == "rad":
-        return None
-    inner = int(getattr(model, "embed_dim", 0) or model.backbone.config.hidden_size)
-    if p == "arm-mlp" and model.config.mlp_rank:
-        inner = min(inner, int(model.config.mlp_rank))
-    return inner + (1 if getattr(model, "baseline", None) is not None else 0)
 
 
 # ------------------------------------------------------------------------------------ spectrum statistics

@@ -147,7 +147,7 @@ def plot_growth(rows: list[dict], path: str | Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.analysis.rank import (arm_rank_bound, encode_prefixes, growth_sizes, prefixes_from_records,
+    from bench.analysis.rank import (encode_prefixes, growth_sizes, prefixes_from_records,
                                      reward_matrix, spectrum, summarise, topk_columns)
     from bench.models.loading import check_same_vocab, load_causal_lm, load_tokenizer
     from bench.rewards.registry import load_reward_model
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         prefixes = prefixes_from_records(read_jsonl(prefix_files[task]), args.n_prefixes, args.cuts, args.seed,
                                          source=prefix_files[task])
         model = load_reward_model(folder, device=args.device)
-        tok = load_tokenizer(model.config.backbone)
+        tok = model.tokenizer
         encoded = encode_prefixes(tok, prefixes, args.max_length)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         columns = None
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         R = reward_matrix(model, encoded, columns, args.batch_size, args.chunk_size, pad, progress=True)
         extra = {"task": task, "method": model.config.parametrization if method == "" else method,
                  "columns": args.columns if columns is None else f"top{args.top_k}-union",
-                 "bound": arm_rank_bound(model), "hidden_size": int(model.backbone.config.hidden_size)}
+                 "bound": model.rank_bound(), "hidden_size": model.hidden_size}
         for n in growth_sizes(R.shape[0]):
             for centered in (False, True):
                 row = summarise(R[:n], centered)

@@ -50,7 +50,10 @@ def latency_args(wc):
         f"--reward-layers {layers} --methods {','.join(LATENCY['methods'])}",
         f"--top-k {_ints(LATENCY['top_k'])} --batch-sizes {_ints(LATENCY['batch_sizes'])}",
         f"--new-tokens {_ints(LATENCY['new_tokens'])} --prompt-len {LATENCY['prompt_len']}",
-        f"--warmup {LATENCY['warmup']} --repeats {LATENCY['repeats']} --loop-max-k {LATENCY['loop_max_k']}",
+        f"--min-run-time {LATENCY['min_run_time']} --max-run-time {LATENCY['max_run_time']}",
+        f"--min-samples {LATENCY['min_samples']} --spread-max {LATENCY['spread_max']}",
+        f"--drift-max {LATENCY['drift_max']} --load-max {LATENCY['load_max']} --retries {LATENCY['retries']}",
+        f"--loop-max-k {LATENCY['loop_max_k']}",
         f"--mlp-rank {LATENCY['mlp_rank'] or config['training']['mlp_rank']} --dtype {LATENCY['dtype']}",
         f"--device {LATENCY['device']}" if LATENCY["device"] else "",
         f"--seed {SEED}",
@@ -74,7 +77,7 @@ rule latency:
                    category="Latency", labels={"figure": "ms/token vs k"}),
     params:
         args=latency_args,
-        code=code_version("commands/latency.py", "analysis/", "rewards/"),
+        code=code_version("commands/latency.py", "analysis/latency.py", "reporting/latency.py", "rewards/", "decoding/"),
     log:
         f"{W}/logs/analysis/latency.log",
     threads: res("latency", "threads")
