@@ -16,9 +16,11 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's bench, not an installed one
+
 
 def mean_abs_change(model, tokenizer, texts: list[str], max_length: int) -> tuple[float, float]:
-    """(mean |r(BOS+t) - r(t)|, mean |r(BOS+t)|) of the steering attribute at the last token, one text at a time."""
+    """(mean |r(BOS+t) - r(t)|, mean |r(BOS+t)|, texts compared) of the steering attribute at the last token."""
     steer = model.config.steer_index
     diffs, sizes = [], []
     with torch.no_grad():
@@ -32,7 +34,7 @@ def mean_abs_change(model, tokenizer, texts: list[str], max_length: int) -> tupl
             r_raw = float(model(without, torch.ones_like(without))[0, -1, steer])
             diffs.append(abs(r_bos - r_raw))
             sizes.append(abs(r_bos))
-    return sum(diffs) / len(diffs), sum(sizes) / len(sizes)
+    return sum(diffs) / len(diffs), sum(sizes) / len(sizes), len(diffs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             if not (model_dir / "model.safetensors").exists():
                 continue
             model = load_reward_model(model_dir)
-            change, size = mean_abs_change(model, model.tokenizer, texts, args.max_length)
-            lines.append(f"| {task_dir.name} | {model.config.parametrization} | {len(texts)} | {change:.4f} | "
+            change, size, n = mean_abs_change(model, model.tokenizer, texts, args.max_length)
+            lines.append(f"| {task_dir.name} | {model.config.parametrization} | {n} | {change:.4f} | "
                          f"{size:.4f} |")
             print(lines[-1], file=sys.stderr, flush=True)
     table = "\n".join(lines) + "\n"
