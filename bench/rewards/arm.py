@@ -3,7 +3,8 @@
 r(x, v) = (W h(x))^T e_v  (+ w^T h(x) with the prefix baseline), where h(x) is the trunk's last hidden
 state of the prefix, W maps it to m vectors in the output-embedding space, and e_v are the backbone's
 frozen output embeddings. So one forward scores the whole vocabulary; decoding costs one call per token
-however many candidates are scored, and the KV cache only ever reads the sampled tokens.
+however many candidates are scored, and the KV cache only ever reads the sampled tokens (after the model's own
+BOS, which `with_bos` puts in front of the base LM's ids, as the training collator does).
 
 Parametrizations: "arm" (no baseline), "arm-baseline" and "arm-distill" (baseline on; distill is trained
 from a RAD teacher by `bench.training.distill`).

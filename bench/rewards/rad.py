@@ -5,7 +5,8 @@ Decoding needs k such rewards per step; instead of k forwards we run ONE forward
 reward model's KV cache of the prefix: the sequence `[new prefix tokens..., cand_1..cand_k]` with a
 custom 4-D additive mask in which every candidate sees the prefix and itself only (all candidates get
 the position right after the prefix). The candidates are then cropped off the cache, so the cache keeps
-following the prefix as it grows by the sampled token.
+following the prefix as it grows by the sampled token. The cache starts with the model's own BOS (`with_bos`),
+so a candidate's reward is forward(BOS + prefix + candidate), what training read.
 """
 
 from __future__ import annotations
