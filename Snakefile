@@ -146,7 +146,7 @@ def analysis_targets():
 report: "workflow/report/workflow.rst"
 
 
-localrules: all, run_stamp, merge_splits, tables, figures
+localrules: all, run_stamp, merge_splits, tables, figures, reward_table, reward_figure
 
 
 rule all:

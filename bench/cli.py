@@ -28,7 +28,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("bench.commands.compare", "check a run's tables against reference tables within their CIs"),
     "latency": ("bench.commands.latency", "fixed-protocol decoding latency benchmark"),
     "rank": ("bench.commands.rank", "SVD rank analysis of reward matrices"),
-    "speed": ("bench.commands.speed", "quick throughput report: training steps/s and decoding tokens/s"),
 }
 
 

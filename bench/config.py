@@ -157,10 +157,16 @@ class TaskConfig:
     targets: dict[str, list[str]] = field(default_factory=dict)
 
 
+TRAIN_RUN_KEYS = ("max_steps", "eval_every", "patience", "min_delta", "batch_size", "lr", "extra_args")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     parametrizations: list[str]
-    steps: int
+    max_steps: int
+    eval_every: int
+    patience: int
+    min_delta: float
     batch_size: int
     lr: float
     max_length: int
@@ -169,8 +175,8 @@ class TrainingConfig:
     overrides: dict[str, dict[str, Any]]
 
     def for_parametrization(self, name: str) -> dict[str, Any]:
-        """steps / batch_size / lr / extra_args of one parametrization, overrides applied."""
-        out = {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr, "extra_args": self.extra_args}
+        """Budget / early stopping / batch_size / lr / extra_args of one parametrization, overrides applied."""
+        out = {k: getattr(self, k) for k in TRAIN_RUN_KEYS}
         out.update(self.overrides.get(name, {}))
         return out
 

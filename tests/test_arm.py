@@ -18,6 +18,12 @@ MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1],
                      [0, 0, 1, 1, 1, 1, 1, 1]])  # row 1 left-padded
 
 
+def with_bos(ids, mask):
+    """BOS (GPT-2's <|endoftext|>) in front, mask 1: how the reward model reads a prefix at decoding time."""
+    return (torch.cat([torch.full_like(ids[:, :1], 50256), ids], 1),
+            torch.cat([torch.ones_like(mask[:, :1]), mask], 1))
+
+
 def _model(parametrization: str, attributes=("toxicity", "insult"), **kw):
     cfg = RewardConfig(parametrization=parametrization, backbone=TINY_GPT2, attributes=list(attributes), **kw)
     model = build_reward_model(cfg)
@@ -70,7 +76,7 @@ def test_arm_mlp_reward_by_hand_and_shapes():
     with torch.no_grad():
         out = model(IDS, MASK)
         h = model.hidden_states(IDS, MASK)
-        vocab = model.score_vocab(IDS[:, :4], MASK[:, :4])  # prefix ends at t - 1 = 3
+        vocab = model.score_vocab(IDS[:, 1:4], MASK[:, 1:4])  # BOS (IDS[0, 0]) + prefix ending at t - 1 = 3
     assert vocab.shape == (2, v, m)
     e = model.token_embeddings
     w_big = model.proj.weight.view(m, d, d)
@@ -89,7 +95,7 @@ def test_arm_mlp_score_vocab_by_hand():
         model.score_vocab(IDS[:, :5], MASK[:, :5])  # folds E^T A and keeps it for the next steps...
         model.mix_in.mul_(-2.0)  # ...until A changes in place (as an optimizer step does)
         vocab = model.score_vocab(IDS[:, :5], MASK[:, :5])
-        h = model.hidden_states(IDS[:, :5], MASK[:, :5])[:, -1]
+        h = model.hidden_states(*with_bos(IDS[:, :5], MASK[:, :5]))[:, -1]
     m, d = 2, 64
     w_big = model.proj.weight.view(m, d, d)
     for b in range(2):
@@ -116,11 +122,11 @@ def test_cached_candidates_match_uncached_vocab(parametrization):
         assert got.shape == (2, 6, 2)
         assert torch.allclose(got, want, atol=1e-5)
         with torch.no_grad():
-            full = model(IDS[:, : length + 1], MASK[:, : length + 1])
-        assert torch.allclose(got[:, 0], full[:, length], atol=1e-5)  # observed token = forward's reward
-    assert state.resets == 0 and state.length == 7
+            full = model(*with_bos(IDS[:, : length + 1], MASK[:, : length + 1]))
+        assert torch.allclose(got[:, 0], full[:, -1], atol=1e-5)  # observed token = forward's reward after BOS
+    assert state.resets == 0 and state.length == 1 + 7
     cached_calls = fed[0::3]  # each loop: the cached call, then uncached score_vocab and forward
-    assert cached_calls == [4, 1, 1, 1]  # after the first call only the new token is read
+    assert cached_calls == [1 + 4, 1, 1, 1]  # after the first call only the new token is read
     assert model.calls_per_token(20) == 1
 
 

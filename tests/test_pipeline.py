@@ -195,6 +195,20 @@ def test_end_to_end_test_config(tmp_path):
         png = figures / f"{name}_tradeoff.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
+    # paired differences to plain / RAD: plain and RAD are not compared with themselves, the others are
+    assert tox["avg_max_toxicity_vs_plain"].isna().tolist() == [True] + [False] * 5
+    assert tox["avg_max_toxicity_vs_rad"].isna().tolist() == [True, True, False, False, False, False]
+    mf = pd.read_csv(results / "matched_fluency.csv")
+    assert set(mf["method"]) == set(PARAMS) and set(mf["level"]) == {1.25, 1.5, 2.0}
+    assert set(mf["metric"]) == {"avg_max_toxicity", "positive_rate"}
+    assert (mf["value"].notna() | mf["reason"].fillna("").str.len().gt(0)).all()  # a number or a reason
+    rm = pd.read_csv(results / "reward_models.csv")
+    assert sorted(zip(rm["task"], rm["parametrization"])) == sorted((t, p) for t in ("sentiment", "toxicity") for p in PARAMS)
+    assert (rm["steps"] <= 6).all() and (rm["best_step"] <= rm["steps"]).all() and rm["heldout_mse"].notna().all()
+    assert rm[rm["parametrization"] == "arm-distill"]["teacher_mse_candidates"].notna().all()
+    for name in ("matched_fluency", "reward_models_heldout"):
+        assert (figures / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     # a finished run is up to date: params (incl. the code-version hash) are stable across evaluations.
     # (Skipped if bench sources were edited meanwhile: then re-running is exactly what should happen.)
     rerun = smk("-n")

@@ -38,11 +38,12 @@ def make_rad(spec: str, attn: str = "sdpa", num_layers: int = 1, seed: int = 0) 
 
 
 def full_candidate_rewards(model, ids, mask, cand) -> torch.Tensor:
-    """No cache at all: forward over x+v for every candidate, read the last position."""
+    """No cache at all: forward over BOS+x+v for every candidate (what training reads), read the last position."""
+    bos = torch.full_like(ids[:, :1], model.tokenizer.bos_token_id)  # GPT-2 / SmolLM2: <|endoftext|>
     outs = []
     for j in range(cand.shape[1]):
-        x = torch.cat([ids, cand[:, j:j + 1]], dim=1)
-        m = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        x = torch.cat([bos, ids, cand[:, j:j + 1]], dim=1)
+        m = torch.cat([torch.ones_like(mask[:, :1]), mask, torch.ones_like(mask[:, :1])], dim=1)
         with torch.no_grad():
             outs.append(model(x, m)[:, -1])
     return torch.stack(outs, dim=1)
@@ -69,9 +70,9 @@ def test_cached_candidates_equal_full_recomputation(spec, attn):
         assert fast.shape == (2, 5, 2)
         torch.testing.assert_close(fast, ref, atol=1e-4, rtol=0)
         torch.testing.assert_close(loop, ref, atol=1e-4, rtol=0)
-        assert state.length == ids.shape[1] and state.resets == 0  # cache follows the prefix, candidates cropped
+        assert state.length == 1 + ids.shape[1] and state.resets == 0  # cache follows BOS+prefix, candidates cropped
         key_len = state.past_key_values.layers[0].keys.shape[-2]
-        assert key_len == ids.shape[1]
+        assert key_len == 1 + ids.shape[1]
         nxt = cand[:, step:step + 1]  # "sample" one of the candidates
         ids = torch.cat([ids, nxt], dim=1)
         mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
@@ -129,7 +130,7 @@ def test_score_vocab_matches_candidates():
     cand = torch.tensor([[0, 50256, 1234], [9, 42, 31000]])
     ref = full_candidate_rewards(model, ids, mask, cand)
     torch.testing.assert_close(torch.gather(allv, 1, cand[..., None].expand(-1, -1, 2)), ref, atol=1e-4, rtol=0)
-    assert state.length == ids.shape[1]
+    assert state.length == 1 + ids.shape[1]
 
 
 def test_cache_resets_when_batch_does_not_extend():

@@ -170,9 +170,48 @@ def test_schema_fills_defaults_and_resources():
            "latency": {"anything": [1, 2]}}
     cfg = PipelineConfig.from_dict(validate_config(copy.deepcopy(raw)))
     assert cfg.work_dir == "runs/x" and cfg.results_dir == "results" and cfg.seed == 0
-    assert cfg.training.steps == 300 and cfg.generation.num_samples == 4
+    assert cfg.training.max_steps == 300 and cfg.generation.num_samples == 4
     assert cfg.tasks["toxicity"].top_k == [20] and cfg.tasks["toxicity"].direction == "away"
     assert cfg.tasks["toxicity"].train[0].n_train == 1000
     assert cfg.resources_for("train") == type(cfg.resources_for("train"))(threads=1, mem_mb=1234, runtime=60, gpu=1)
     assert cfg.resources_for("generate").mem_mb == 1234 and cfg.resources_for("generate").gpu == 0
-    assert cfg.training.for_parametrization("rad")["steps"] == 300
+    assert cfg.training.for_parametrization("rad")["max_steps"] == 300
+
+
+# ------------------------------------------------------------------------------------------ reward models
+def _reward_folder(root: Path, task: str, param: str, best: int, steps: int, final: dict) -> Path:
+    import json
+
+    d = root / task / param
+    d.mkdir(parents=True)
+    rows = [{"step": s, "heldout_mse": 0.3 - 0.01 * s, "heldout_auc": 0.5 + 0.01 * s} for s in range(10, steps + 1, 10)]
+    (d / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "train_summary.json").write_text(json.dumps({
+        "parametrization": param, "steps": steps, "max_steps": 100, "best_step": best,
+        "stop_reason": "early_stopping" if steps < 100 else "max_steps", "examples_seen": steps * 16,
+        "examples_seen_at_best": best * 16, "epochs": 0.5, "train_seconds": 12.5, "final": final}))
+    return d
+
+
+def test_reward_models_table_and_figure(tmp_path):
+    from bench.cli import main
+    from bench.reporting.tables import load_reward_models
+
+    folders = [_reward_folder(tmp_path, "toxicity", "arm-distill", 20, 40,
+                              {"heldout_mse": 0.11, "heldout_auc": 0.8, "heldout_acc": 0.75,
+                               "heldout_objective/distill_forward": 0.012, "heldout_objective/distill_candidates": 0.034}),
+               _reward_folder(tmp_path, "toxicity", "rad", 100, 100,
+                              {"heldout_mse": 0.09, "heldout_auc": 0.93, "heldout_acc": 0.88})]
+    df = load_reward_models(folders)
+    assert list(df["parametrization"]) == ["rad", "arm-distill"]  # paper order
+    distill = df.iloc[1]
+    assert (distill["task"], distill["best_step"], distill["steps"], distill["examples_seen"]) == ("toxicity", 20, 40, 640)
+    assert distill["teacher_mse_prefixes"] == 0.012 and distill["stop_reason"] == "early_stopping"
+    assert pd.isna(df.iloc[0]["teacher_mse_candidates"])
+    out = tmp_path / "out"
+    assert main(["tables", "--reward-models", *map(str, folders), "--out-dir", str(out), "--formats", "csv,md"]) == 0
+    md = (out / "reward_models.md").read_text()
+    assert "| toxicity | ARM (distilled) | 20 / 40 / 100 | 640 | 0.1100 | 0.800 | 0.750 | 0.0120 | 0.0340 | 12 | early_stopping |" in md
+    assert main(["figures", "--reward-models", *map(str, folders), "--out-dir", str(out)]) == 0
+    assert (out / "reward_models_heldout.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["tables", "--reward-models", str(tmp_path / "nope"), "--out-dir", str(out)]) == 2

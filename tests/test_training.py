@@ -4,6 +4,7 @@ distillation brings an ARM student to its RAD teacher, and real Jigsaw rows give
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import random
@@ -131,6 +132,66 @@ def test_killed_then_resumed_run_matches_uninterrupted(parametrization, splits, 
     assert [json.loads(r)["heldout_mse"] for r in rows_full] == [json.loads(r)["heldout_mse"] for r in rows_res]
 
 
+def _tensors_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_saves_the_best_step(splits, tmp_path):
+    """min_delta larger than any possible gain: the first evaluation stays best, `patience` more stop the run.
+
+    With a constant learning rate the saved model is then exactly the model of a 3-step run."""
+    train, heldout = _data(splits[0]), _data(splits[1])
+    pad = load_tokenizer(TINY_GPT2).pad_token_id
+    cfg = TrainConfig(steps=30, batch_size=8, lr=1e-3, schedule="constant", eval_every=3, eval_size=20,
+                      patience=2, min_delta=10.0, checkpoint_every=0, device="cpu")
+    summary = Trainer(_model("arm-baseline"), cfg, train, heldout, tmp_path / "es", pad_id=pad).train()
+    assert (summary["steps"], summary["best_step"], summary["max_steps"]) == (9, 3, 30)
+    assert summary["stop_reason"] == "early_stopping" and summary["monitor"] == "heldout_mse"
+    assert summary["examples_seen"] == 72 and summary["examples_seen_at_best"] == 24
+    assert summary["train_seconds"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "es" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6, 9]
+    assert summary["final"]["heldout_mse"] == rows[0]["heldout_mse"]
+
+    short = dataclasses.replace(cfg, steps=3, patience=0)
+    ref = Trainer(_model("arm-baseline"), short, train, heldout, tmp_path / "ref", pad_id=pad).train()
+    assert ref["stop_reason"] == "max_steps" and ref["steps"] == ref["best_step"] == 3
+    assert _tensors_equal(load_reward_model(tmp_path / "es").trainable_state_dict(),
+                          load_reward_model(tmp_path / "ref").trainable_state_dict())
+    # the default min_delta = 0: a real improvement replaces the best
+    cfg2 = dataclasses.replace(cfg, min_delta=0.0, patience=0, steps=9)
+    s2 = Trainer(_model("arm-baseline"), cfg2, train, heldout, tmp_path / "all", pad_id=pad).train()
+    rows2 = [json.loads(line) for line in (tmp_path / "all" / "train_log.jsonl").read_text().splitlines()]
+    best = min(rows2, key=lambda r: r["heldout_mse"])
+    assert s2["best_step"] == best["step"] and s2["final"]["heldout_mse"] == best["heldout_mse"]
+
+
+def test_killed_run_resumes_its_early_stopping_state(splits, tmp_path):
+    """Killed after an evaluation without improvement: the resumed run must stop at the same evaluation and
+    save the best weights from the checkpoint, not the weights it has when it stops."""
+    train, heldout = _data(splits[0]), _data(splits[1])
+    pad = load_tokenizer(TINY_GPT2).pad_token_id
+    cfg = TrainConfig(steps=40, batch_size=8, lr=1e-3, eval_every=2, eval_size=20, patience=2, min_delta=10.0,
+                      checkpoint_every=4, device="cpu", seed=1)
+    full = Trainer(_model("arm"), cfg, train, heldout, tmp_path / "full", pad_id=pad).train()
+    assert (full["steps"], full["best_step"], full["stop_reason"]) == (6, 2, "early_stopping")
+
+    def kill_at_5(step: int) -> None:
+        if step == 5:
+            raise Killed
+
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        Trainer(_model("arm"), cfg, train, heldout, out, pad_id=pad, on_step=kill_at_5).train()
+    latest = json.loads((checkpoint_dir(out) / "latest.json").read_text())
+    assert latest["step"] == 4 and latest["best"]  # one evaluation without improvement is in the state
+    resumed = Trainer(_model("arm", seed=5), cfg, train, heldout, out, pad_id=pad).train()
+    assert resumed["resumed_from_step"] == 4
+    assert (resumed["steps"], resumed["best_step"], resumed["stop_reason"]) == (6, 2, "early_stopping")
+    assert _tensors_equal(load_reward_model(tmp_path / "full").trainable_state_dict(),
+                          load_reward_model(out).trainable_state_dict())
+
+
 def test_resume_with_changed_batch_settings_starts_over_loudly(splits, tmp_path, caplog):
     """A checkpoint written with other batch settings is not resumed (that would mix two runs): a warning names
     the change, and the result equals a fresh run with the new settings."""
@@ -212,6 +273,11 @@ def test_distillation_brings_student_to_teacher(splits, tmp_path):
     gap_after = ((s - t)[m] ** 2).mean().item()
     gap_before = (t[m] ** 2).mean().item()  # an untrained student outputs 0
     assert gap_after < 0.3 * gap_before, (gap_after, gap_before)
+    # the summary reports the fit to the teacher on held-out texts (prefixes and candidates) and to the labels
+    final = json.loads((out / "train_summary.json").read_text())["final"]
+    assert final["heldout_mse"] >= 0 and json.loads((out / "train_summary.json").read_text())["monitor"] == "heldout_objective"
+    for part in ("distill_forward", "distill_candidates"):
+        assert 0 <= final[f"heldout_objective/{part}"] < 0.3 * gap_before, (part, final, gap_before)
 
 
 @pytest.mark.slow

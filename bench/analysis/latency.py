@@ -1,62 +1,79 @@
-"""Fixed-protocol decoding latency: plain vs. RAD (batched and per-candidate loop) vs. ARM variants.
+"""Decoding latency of the code users run: plain vs. RAD (batched and per-candidate loop) vs. ARM variants.
 
-Why a harness of its own instead of `generate`: every decoding step is split into its phases (base-LM
-forward, reward-model scoring, sampling) with a device synchronisation before each clock read, so the
-share of time spent in the reward model is measured, not inferred. Reward-model work is counted by
-forward hooks (trunk forwards, token positions the trunk reads, rows the reward head evaluates), not taken
-from `calls_per_token`. Latency does not depend on the weights, so untrained / random-init models are fine.
+The one timing tool of the package. Every cell times `model.generate` with the processors that
+`generate_continuations` builds (the real `TopKRewardLogitsProcessor`, then `RowSeededSampler`) for `new_tokens`
+steps from random prompt ids of one length (no padding, no EOS stop), with
+`torch.utils.benchmark.Timer.adaptive_autorange`: it warms up, synchronises the accelerator around each clock
+read and repeats until IQR/median < `spread_max` or `max_run_time` is spent. The time spent inside the processor
+(top-k + reward scoring) is read with the same synchronised clock, so the reward step is measured, not inferred.
 
-Protocol per (method, batch size, new tokens, k): `warmup` untimed decodes, then `repeats` timed decodes of
-`new_tokens` steps each from the same random prompt ids (all rows the same length, no padding, no EOS
-stop); report the median over repeats and the spread (IQR, min, max). Plain decoding is re-timed in
-alternation with each cell's repeats (`paired`), and ratios to plain use that paired median. `ms_per_token` is the wall time of
-one decoding step (one new token for every row of the batch); `tokens_per_s` counts all rows.
+Plain decoding of the same batch is measured before the first cell and after every cell, so each cell sits
+between two plain measurements: its ratio to plain uses their pooled median, and their disagreement (drift)
+says the machine changed under it. `assess` calls a cell unstable when its spread, its plain bracket's spread
+or drift, or the CPU share other processes took while it ran (psutil) passes a threshold; an unstable cell is
+re-measured up to `retries` times, and a check on a cell that stays unstable prints UNSTABLE, never OK or MISS
+(`verdict`): a loaded machine can give slow timings with a tight spread, which only the load shows.
+
+Reward-model work is counted by the reward model's own `counting()` during one untimed decode per cell (which
+is also the cell's warm-up). Latency does not depend on the weights, so untrained models are fine.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import platform
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import nn
+from transformers import LogitsProcessor, LogitsProcessorList
 
+from bench.decoding.generate import sampling_config
+from bench.decoding.processors import RowSeededSampler, TopKRewardLogitsProcessor, row_seed
 from bench.errors import ConfigError
-from bench.rewards.base import PrefixCache, RewardConfig, RewardModel, cache_kwarg, output_cache
+from bench.rewards.base import RewardConfig, RewardModel
+from bench.rewards.registry import PARAMETRIZATIONS
 
 log = logging.getLogger(__name__)
 
-REWARD_METHODS = ("rad", "rad-loop", "arm", "arm-baseline", "arm-mlp", "arm-distill")
+LOOP = "rad-loop"  # RAD scored one candidate at a time over the same KV cache: the reference batching is judged by
+REWARD_METHODS = tuple(PARAMETRIZATIONS) + (LOOP,)
 ALL_METHODS = ("plain",) + REWARD_METHODS
+ARM_LIMIT_FACTOR = 1.15  # check: an ARM variant costs at most 1.15x its limit
+LOOP_SPEEDUP = 5.0  # check: batched RAD's reward step is >= 5x faster than the loop ...
+LOOP_SPEEDUP_K = 20  # ... at k = 20
 
 
 @dataclass
 class LatencyConfig:
-    """One sweep. `reward_models` maps a method to a trained folder; others are built untrained from `reward`."""
+    """One sweep. `reward_models` maps a parametrization to a trained folder; others are built untrained."""
 
     base: str = "embedded:smollm2-135m"
     reward: str = "embedded:smollm2-135m"  # reward trunk backbone spec
     reward_layers: int | None = 6
-    methods: list[str] = field(default_factory=lambda: ["plain", "rad", "rad-loop", "arm", "arm-baseline", "arm-mlp"])
-    top_k: list[int] = field(default_factory=lambda: [10, 20, 40, 80])
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
-    new_tokens: list[int] = field(default_factory=lambda: [32])
+    methods: list[str] = field(default_factory=lambda: ["plain", "rad", LOOP, "arm", "arm-baseline", "arm-mlp"])
+    top_k: list[int] = field(default_factory=lambda: [10, 20, 80])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    new_tokens: list[int] = field(default_factory=lambda: [4])
     prompt_len: int = 16
-    warmup: int = 1
-    repeats: int = 5
     beta: float = 10.0
     mlp_rank: int = 16
-    loop_max_k: int = 20  # rad-loop is k times slower: only run it up to this k
+    loop_max_k: int = 20  # rad-loop is k forwards per token: only run it up to this k
     dtype: str = "float32"
     device: str | None = None  # None: cuda if available else cpu
     seed: int = 0
     reward_models: dict[str, str] = field(default_factory=dict)
-    paired: bool = True  # re-time plain decoding alternately with every cell (ratios robust to drift)
+    min_run_time: float = 0.2  # seconds a measurement runs at least (Timer.adaptive_autorange)
+    max_run_time: float = 1.0  # ... and at most, unless min_samples decodes need longer
+    min_samples: int = 4
+    spread_max: float = 0.10  # IQR / median of a measurement
+    drift_max: float = 0.10  # |plain after a cell / plain before it - 1|
+    load_max: float = 0.25  # share of all CPUs other processes used while a cell ran
+    retries: int = 1  # re-measurements of an unstable cell
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in ALL_METHODS]
@@ -66,66 +83,30 @@ class LatencyConfig:
             vals = getattr(self, key)
             if not vals or any(int(v) < 1 for v in vals):
                 raise ConfigError(f"latency: '{key}' must be a non-empty list of positive integers, got {vals}")
-        if self.repeats < 1 or self.warmup < 0:
-            raise ConfigError(f"latency: need repeats >= 1 and warmup >= 0, got {self.repeats}, {self.warmup}")
+        for key in ("min_run_time", "max_run_time", "spread_max", "drift_max", "load_max"):
+            v = float(getattr(self, key))
+            if not v > 0 or not math.isfinite(v):
+                raise ConfigError(f"latency: '{key}' must be a positive number, got {v}")
+        if self.min_samples < 2 or self.retries < 0:
+            raise ConfigError(f"latency: need min_samples >= 2 and retries >= 0, got {self.min_samples}, "
+                              f"{self.retries}")
+
+    @property
+    def thresholds(self) -> "Thresholds":
+        return Thresholds(self.spread_max, self.drift_max, self.load_max, self.min_samples)
 
 
-# ------------------------------------------------------------------------------------ instrumentation
-class RewardCounter:
-    """Forward hooks on the reward trunk and head: what the reward model actually computed.
-
-    * `trunk_forwards`: calls of the trunk (RAD batched: 1 per step; RAD loop: 1 + k; ARM: 1);
-    * `trunk_positions`: token positions the trunk read, summed over calls, per row;
-    * `head_rows`: reward evaluations = rows the head saw per batch row (RAD: k candidates; ARM: 1 prefix,
-      whose single evaluation scores every token).
-    """
-
-    def __init__(self, model: RewardModel) -> None:
-        self.trunk_forwards = 0
-        self.trunk_positions = 0
-        self.head_rows = 0
-        self.handles = []
-        trunk = getattr(model, "backbone", None)
-        head = getattr(model, "head", None) or getattr(model, "proj", None)
-        if trunk is None or head is None:
-            raise ConfigError(f"latency: cannot instrument {type(model).__name__} (needs .backbone and .head/.proj)")
-        self.handles.append(trunk.register_forward_pre_hook(self._on_trunk, with_kwargs=True))
-        self.handles.append(head.register_forward_pre_hook(self._on_head))
-
-    def _on_trunk(self, _module, args, kwargs) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        self.trunk_forwards += 1
-        if ids is not None:
-            self.trunk_positions += int(ids.shape[-1])
-
-    def _on_head(self, _module, args) -> None:
-        x = args[0]
-        batch = int(x.shape[0])
-        self.head_rows += int(x.numel() // x.shape[-1]) // max(batch, 1)
-
-    def reset(self) -> None:
-        self.trunk_forwards = self.trunk_positions = self.head_rows = 0
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
-
-
-# ------------------------------------------------------------------------------------ timing helpers
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _rss_bytes() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
+# ------------------------------------------------------------------------------------ stability (pure)
+@dataclass(frozen=True)
+class Thresholds:
+    spread_max: float = 0.10
+    drift_max: float = 0.10
+    load_max: float = 0.25
+    min_samples: int = 4
 
 
 def spread(values: list[float]) -> dict[str, float]:
-    """Median, inter-quartile range, min and max of repeated measurements."""
+    """Median, quartiles (inclusive method), min and max of repeated measurements."""
     vals = sorted(values)
     if len(vals) == 1:
         q1 = q3 = vals[0]
@@ -135,81 +116,172 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(vals), "q1": q1, "q3": q3, "min": vals[0], "max": vals[-1]}
 
 
+def relative_iqr(values: list[float]) -> float:
+    s = spread(values)
+    return (s["q3"] - s["q1"]) / s["median"] if s["median"] > 0 else math.inf
 
 
-def count_params(module: nn.Module, skip_embeddings: bool = True) -> int:
-    skip = set()
-    if skip_embeddings and hasattr(module, "get_input_embeddings") and module.get_input_embeddings() is not None:
-        skip.add(id(module.get_input_embeddings().weight))
-    seen, n = set(), 0
-    for p in module.parameters():
-        if id(p) in seen or id(p) in skip:
-            continue
-        seen.add(id(p))
-        n += p.numel()
-    return n
+def assess(samples: list[float], plain_before: list[float] | None, plain_after: list[float] | None,
+           others_cpu: float, th: Thresholds) -> list[str]:
+    """Why a cell's timing cannot be trusted (empty: it can). Samples are seconds per decode.
+
+    Checked: enough samples; spread (IQR/median) of the cell and of each plain measurement next to it; drift of
+    plain between before and after the cell; CPU share other processes took meanwhile (a loaded machine can
+    be slow with a tight spread).
+    """
+    reasons = []
+    if len(samples) < th.min_samples:
+        reasons.append(f"{len(samples)} samples < {th.min_samples}")
+    s = relative_iqr(samples)
+    if s > th.spread_max:
+        reasons.append(f"spread {s:.2f} > {th.spread_max:g}")
+    for name, plain in (("before", plain_before), ("after", plain_after)):
+        if plain and relative_iqr(plain) > th.spread_max:
+            reasons.append(f"plain {name} spread {relative_iqr(plain):.2f} > {th.spread_max:g}")
+    if plain_before and plain_after:
+        drift = statistics.median(plain_after) / statistics.median(plain_before) - 1.0
+        if abs(drift) > th.drift_max:
+            reasons.append(f"plain drift {drift:+.2f} > {th.drift_max:g}")
+    if not others_cpu <= th.load_max:  # NaN (unknown load) is not quiet either
+        reasons.append(f"other processes used {others_cpu:.0%} of the CPUs > {th.load_max:.0%}")
+    return reasons
 
 
-# ------------------------------------------------------------------------------------ the decoding loop
+def verdict(value: float, bound: float, reasons: list[str], at_least: bool = False) -> str:
+    """OK / MISS of `value <= bound` (or `>=` with at_least); UNSTABLE when the timing behind it is not trusted."""
+    if reasons or not (math.isfinite(value) and math.isfinite(bound)):
+        return "UNSTABLE"
+    return "OK" if (value >= bound if at_least else value <= bound) else "MISS"
+
+
+# ------------------------------------------------------------------------------------ measuring
+class LoadProbe:
+    """The machine's load while a block ran: other processes' share of all CPUs (psutil) and the load average."""
+
+    def __enter__(self) -> "LoadProbe":
+        import psutil
+
+        self._psutil = psutil
+        self._proc = psutil.Process()
+        self._sys0, self._own0 = psutil.cpu_times(), self._proc.cpu_times()
+        self._t0 = _clock()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = _clock() - self._t0
+        sys1, own1 = self._psutil.cpu_times(), self._proc.cpu_times()
+        busy = _busy(sys1) - _busy(self._sys0)
+        own = (own1.user + own1.system) - (self._own0.user + self._own0.system)
+        self.cpus = self._psutil.cpu_count() or 1
+        self.others_cpu = max(0.0, busy - own) / (wall * self.cpus) if wall > 0 else math.nan
+        self.load1 = os.getloadavg()[0]
+
+
+def _busy(t) -> float:
+    return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def _clock() -> float:
+    """torch.utils.benchmark's clock: synchronises the accelerator, then reads the wall clock."""
+    from torch.utils.benchmark.utils.timer import timer
+
+    return timer()
+
+
 @dataclass
-class RunResult:
-    step_ms: float  # mean wall time of one step in this run
-    lm_ms: float
-    reward_ms: float
-    steps: int
+class Timing:
+    times: list[float]  # seconds per call, one per Timer block
+    others_cpu: float
+    load1: float
+    cpus: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
 
 
-def make_scorer(method: str, model: RewardModel | None) -> Callable | None:
-    if method == "plain" or model is None:
-        return None
-    if method == "rad-loop":
-        loop = getattr(model, "score_candidates_loop", None)
-        if loop is None:
-            raise ConfigError("latency: method 'rad-loop' needs a RAD model with score_candidates_loop")
-        return loop
-    return model.score_candidates
+def timed(fn: Callable[[], Any], *, min_run_time: float = 0.2, max_run_time: float = 1.0, spread_max: float = 0.10,
+          min_samples: int = 4, expected_s: float | None = None, label: str = "") -> Timing:
+    """Time `fn()` with `Timer.adaptive_autorange` (stops once IQR/median < spread_max) and the machine's load.
+
+    The time limit stretches so that `min_samples` calls of about `expected_s` seconds fit.
+    """
+    from torch.utils.benchmark import Timer
+
+    limit = max(max_run_time, (min_samples - 0.5) * (expected_s or 0.0))
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads(), label=label)
+    with LoadProbe() as probe:
+        m = timer.adaptive_autorange(threshold=spread_max, min_run_time=min_run_time, max_run_time=limit)
+    return Timing(list(m.times), probe.others_cpu, probe.load1, probe.cpus)
 
 
-@torch.no_grad()
-def decode_once(lm, scorer: Callable | None, state: PrefixCache | None, prompt: torch.Tensor, new_tokens: int,
-                k: int, beta: float, steer: int, generator: torch.Generator, device: torch.device,
-                on_step: Callable[[], None] | None = None) -> RunResult:
-    """Top-k sampling for `new_tokens` steps; with a scorer, logits += beta * clamp(r, 0, 1) on the top-k."""
-    kw = cache_kwarg(lm)
-    ids = prompt
-    mask = torch.ones_like(ids)
-    cache = None
-    step_in = ids
-    lm_t = rew_t = tot_t = 0.0
-    for _ in range(new_tokens):
-        synchronize(device)
-        t0 = time.perf_counter()
-        out = lm(input_ids=step_in, attention_mask=mask, use_cache=True, logits_to_keep=1, **{kw: cache})
-        cache = output_cache(out)
-        logits = out.logits[:, -1].float()
-        synchronize(device)
-        t1 = time.perf_counter()
-        top_v, top_i = logits.topk(k, dim=-1)
-        if scorer is not None:
-            r = scorer(ids, mask, top_i, state)[..., steer].float()
-            top_v = top_v + beta * r.clamp(0, 1)
-        synchronize(device)
-        t2 = time.perf_counter()
-        probs = torch.softmax(top_v, dim=-1)
-        choice = torch.multinomial(probs, 1, generator=generator)
-        nxt = top_i.gather(1, choice)
-        ids = torch.cat([ids, nxt], dim=1)
-        mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
-        step_in = nxt
-        synchronize(device)
-        t3 = time.perf_counter()
-        lm_t += t1 - t0
-        rew_t += t2 - t1
-        tot_t += t3 - t0
-        if on_step is not None:
-            on_step()
-    n = max(new_tokens, 1)
-    return RunResult(step_ms=1e3 * tot_t / n, lm_ms=1e3 * lm_t / n, reward_ms=1e3 * rew_t / n, steps=new_tokens)
+class _Clocked(LogitsProcessor):
+    """Runs the real processor and adds the (synchronised) time it took; generate calls it like any processor."""
+
+    def __init__(self, inner: LogitsProcessor) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        t0 = _clock()
+        out = self.inner(input_ids, scores)
+        self.seconds += _clock() - t0
+        self.calls += 1
+        return out
+
+
+class LoopScoring:
+    """A RAD model seen through its per-candidate loop: `score_candidates` is `score_candidates_loop`.
+
+    Everything else is the model's own, so the processor, its state and `counting()` are the ones users get.
+    """
+
+    def __init__(self, model: RewardModel) -> None:
+        if not hasattr(model, "score_candidates_loop"):
+            raise ConfigError(f"latency: method '{LOOP}' needs a RAD model (with score_candidates_loop), "
+                              f"got {type(model).__name__}")
+        self._model = model
+
+    def score_candidates(self, *args, **kwargs):
+        return self._model.score_candidates_loop(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
+class Decoder:
+    """One cell's decode: `model.generate` with the real processors for `new_tokens` steps, no EOS stop.
+
+    Each call resets the sampler's row generators, so every repeat samples the same tokens (same work).
+    """
+
+    def __init__(self, lm: nn.Module, tokenizer, reward_model: RewardModel | LoopScoring | None,
+                 prompt: torch.Tensor, new_tokens: int, k: int, beta: float, seed: int) -> None:
+        vocab = int(lm.get_input_embeddings().weight.shape[0])
+        self.processor = TopKRewardLogitsProcessor(reward_model, k, beta if reward_model is not None else 0.0,
+                                                   "toward", vocab_size=vocab)
+        self.clock = _Clocked(self.processor)
+        self.sampler = RowSeededSampler([row_seed(seed, "latency", j) for j in range(prompt.shape[0])])
+        self.config = sampling_config(tokenizer, 1, new_tokens)
+        self.config.min_new_tokens, self.config.min_length = int(new_tokens), None  # every decode is T steps
+        self.lm, self.prompt, self.new_tokens = lm, prompt, int(new_tokens)
+        self.mask = torch.ones_like(prompt)
+        self.processor_seconds: list[float] = []  # per decode
+        self.peak_rss = 0
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        self.processor.set_attention_mask(self.mask)
+        self.sampler.reset()
+        before = self.clock.seconds
+        self.lm.generate(input_ids=self.prompt, attention_mask=self.mask, generation_config=self.config,
+                         logits_processor=LogitsProcessorList([self.clock, self.sampler]))
+        self.processor_seconds.append(self.clock.seconds - before)
+        if self.prompt.device.type != "cuda":
+            import psutil
+
+            self.peak_rss = max(self.peak_rss, psutil.Process().memory_info().rss)
 
 
 # ------------------------------------------------------------------------------------ the sweep
@@ -228,197 +300,199 @@ def protocol(cfg: LatencyConfig, device: torch.device) -> dict[str, Any]:
     """What every output row carries, so numbers are never read without how they were taken."""
     import transformers
 
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = _cpu_name()
     return {
         "device": device.type,
-        "device_name": name,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "dtype": cfg.dtype,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
-        "warmup": cfg.warmup,
-        "repeats": cfg.repeats,
-        "sync": "torch.cuda.synchronize before each clock read" if device.type == "cuda" else "none needed (CPU)",
+        "timer": (f"torch.utils.benchmark.Timer.adaptive_autorange(threshold={cfg.spread_max:g}, "
+                  f"min_run_time={cfg.min_run_time:g}, max_run_time>={cfg.max_run_time:g})"),
+        "sync": "torch.accelerator.synchronize before each clock read" if device.type == "cuda" else "none (CPU)",
+        "decode": "model.generate + TopKRewardLogitsProcessor + RowSeededSampler",
         "base": cfg.base,
         "reward": cfg.reward + (f" (first {cfg.reward_layers} layers)" if cfg.reward_layers else ""),
         "prompt_len": cfg.prompt_len,
     }
 
 
-def build_models(cfg: LatencyConfig, device: torch.device) -> tuple[nn.Module, dict[str, RewardModel]]:
-    from bench.models.loading import load_causal_lm
+def build_models(cfg: LatencyConfig, device: torch.device) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """The base LM, its tokenizer and one reward model per method (rad-loop: the RAD model seen as a loop)."""
+    from bench.models.loading import load_causal_lm, load_tokenizer
     from bench.rewards.registry import build_reward_model, load_reward_model
 
     lm = load_causal_lm(cfg.base, dtype=cfg.dtype, device=str(device))
-    models: dict[str, RewardModel] = {}
+    tok = load_tokenizer(cfg.base)
+    built: dict[str, RewardModel] = {}
+    models: dict[str, Any] = {}
     for method in cfg.methods:
         if method == "plain":
             continue
-        param = "rad" if method == "rad-loop" else method
-        if param in models:
-            models[method] = models[param]
-            continue
-        folder = cfg.reward_models.get(param)
-        if folder:
-            rm = load_reward_model(folder, device=str(device), expected_parametrization=param)
-        else:
-            rc = RewardConfig(parametrization=param, backbone=cfg.reward, num_layers=cfg.reward_layers,
-                              dtype=cfg.dtype, mlp_rank=cfg.mlp_rank if param == "arm-mlp" else None)
-            rm = build_reward_model(rc, device=str(device))
-        rm.eval()
-        models[method] = rm
-        if method == "rad" and "rad-loop" in cfg.methods:
-            models["rad-loop"] = rm
-    return lm, models
+        param = "rad" if method == LOOP else method
+        if param not in built:
+            folder = cfg.reward_models.get(param)
+            if folder:
+                rm = load_reward_model(folder, device=str(device), expected_parametrization=param)
+            else:
+                rc = RewardConfig(parametrization=param, backbone=cfg.reward, num_layers=cfg.reward_layers,
+                                  dtype=cfg.dtype, mlp_rank=cfg.mlp_rank if param == "arm-mlp" else None)
+                rm = build_reward_model(rc, device=str(device))
+            built[param] = rm.eval()
+        models[method] = LoopScoring(built[param]) if method == LOOP else built[param]
+    return lm, tok, models
 
 
-def flops_limit(lm: nn.Module, rm: RewardModel | None, method: str, k: int) -> float:
-    """1 + reward FLOPs / LM FLOPs per step, from parameter counts (2 FLOPs per weight per token position).
-
-    The LM counts its non-embedding weights plus the output projection over the vocabulary; a RAD step reads
-    1 new prefix token + k candidates (the loop: the same positions in k+1 calls); ARM reads 1 position.
-    """
-    if rm is None or method == "plain":
-        return 1.0
+def lm_step_params(lm: nn.Module) -> int:
+    """Weights one base-LM step multiplies per position: the non-embedding weights + the V x d output projection."""
     emb = lm.get_input_embeddings().weight
-    lm_cost = count_params(lm.base_model) + emb.numel()  # + LM head (V x d), tied or not
-    trunk = count_params(rm.backbone)
-    positions = 1 + k if method in ("rad", "rad-loop") else 1
-    extra = sum(p.numel() for n, p in rm.named_parameters() if not n.startswith("backbone.") and p.requires_grad
-                and n.startswith(("proj", "baseline", "head")))
-    return 1.0 + (positions * trunk + extra) / lm_cost
+    seen, n = {id(emb)}, 0
+    for p in lm.base_model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            n += p.numel()
+    return n + emb.numel()
 
 
-def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, models: dict[str, RewardModel] | None = None,
+def flops_limit(lm_params: int, rm: RewardModel | LoopScoring | None, k: int) -> float:
+    """1 + reward FLOPs / LM FLOPs per step (2 FLOPs per weight per position), from `step_cost(k)`."""
+    if rm is None:
+        return 1.0
+    c = rm.step_cost(k)
+    return 1.0 + (c["positions"] * c["trunk_params"] + c["extra_params"]) / lm_params
+
+
+def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, tokenizer=None, models: dict[str, Any] | None = None,
               progress: bool = True) -> list[dict[str, Any]]:
-    """Measure every (batch, new_tokens, method, k) cell; rows carry the protocol and the ratios to plain."""
+    """Measure every (batch, new_tokens, method, k) cell; rows carry protocol, load, stability and ratios."""
     from tqdm.auto import tqdm
 
     from bench.models.loading import resolve_device
 
     device = resolve_device(cfg.device)
-    if lm is None or models is None:
-        lm, models = build_models(cfg, device)
+    if lm is None or models is None or tokenizer is None:
+        lm, tokenizer, models = build_models(cfg, device)
     proto = protocol(cfg, device)
+    lm_params = lm_step_params(lm)
     vocab = int(lm.get_input_embeddings().weight.shape[0])
     rows: list[dict[str, Any]] = []
-    cells = [(b, t, m, k) for b in cfg.batch_sizes for t in cfg.new_tokens for m in cfg.methods
-             for k in (cfg.top_k if m != "plain" else [max(cfg.top_k)])
-             if not (m == "rad-loop" and k > cfg.loop_max_k)]
-    bar = tqdm(cells, desc="latency", disable=not progress)
-    for b, t, method, k in bar:
-        bar.set_postfix_str(f"{method} B={b} T={t} k={k}")
+    groups = [(b, t) for b in cfg.batch_sizes for t in cfg.new_tokens]
+    cells = [(m, k) for m in cfg.methods if m != "plain" for k in cfg.top_k if not (m == LOOP and k > cfg.loop_max_k)]
+    bar = tqdm(total=len(groups) * (1 + len(cells)), desc="latency", disable=not progress)
+    for b, t in groups:
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         prompt = torch.randint(0, vocab, (b, cfg.prompt_len), generator=gen).to(device)
-        rm = models.get(method)
-        scorer = make_scorer(method, rm)
-        steer = rm.config.steer_index if rm is not None else 0
-        counter = RewardCounter(rm) if rm is not None else None
-        try:
-            row = _measure_cell(cfg, lm, rm, scorer, counter, prompt, t, k, steer, device)
-        except torch.OutOfMemoryError:
-            log.warning("latency: %s B=%d T=%d k=%d does not fit in memory; skipped", method, b, t, k)
+        plain = Decoder(lm, tokenizer, None, prompt, t, max(cfg.top_k), 0.0, cfg.seed)
+        t0 = _clock()
+        plain()  # warm-up (the first generate of a process is slow)
+        first_s = _clock() - t0
+        bar.set_postfix_str(f"plain B={b} T={t}")
+        before = _measure(plain, cfg, first_s)
+        if "plain" in cfg.methods:
+            reasons = assess(before[0].times, None, None, before[0].others_cpu, cfg.thresholds)
+            rows.append(_row("plain", b, t, 0, before, before, None, reasons, 1, {}, 0, 1.0,
+                             _peak(device, plain)))
+        bar.update(1)
+        for method, k in cells:
+            bar.set_postfix_str(f"{method} B={b} T={t} k={k}")
+            rm = models[method]
+            dec = Decoder(lm, tokenizer, rm, prompt, t, k, cfg.beta, cfg.seed)
             if device.type == "cuda":
-                torch.cuda.empty_cache()
-            continue
-        finally:
-            if counter is not None:
-                counter.remove()
-        row.update({"method": method, "batch_size": b, "new_tokens": t, "top_k": k if method != "plain" else 0,
-                    "limit_flops": flops_limit(lm, rm, method, k)})
-        row.update(proto)
-        rows.append(row)
-    add_ratios(rows)
+                torch.cuda.reset_peak_memory_stats(device)
+            calls0 = dec.clock.calls
+            try:
+                with rm.counting() as counter:  # the untimed warm-up decode, counted
+                    t0 = _clock()
+                    dec()
+                    first_s = _clock() - t0
+            except torch.OutOfMemoryError:
+                log.warning("latency: %s B=%d T=%d k=%d does not fit in memory; skipped", method, b, t, k)
+                del dec
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                bar.update(1)
+                continue
+            counts = {"trunk_forwards": counter.trunk_forwards, "trunk_positions": counter.trunk_positions,
+                      "head_rows": counter.head_rows}
+            steps = dec.clock.calls - calls0
+            for attempt in range(1, cfg.retries + 2):
+                cell = _measure(dec, cfg, first_s)
+                after = _measure(plain, cfg, before[0].median)
+                others = max(cell[0].others_cpu, after[0].others_cpu)
+                reasons = assess(cell[0].times, before[0].times, after[0].times, others, cfg.thresholds)
+                paired = before
+                before = after  # the next cell's plain-before
+                if not reasons:
+                    break
+                log.info("latency: %s B=%d T=%d k=%d unstable (%s)%s", method, b, t, k, "; ".join(reasons),
+                         "; re-measuring" if attempt <= cfg.retries else "")
+            rows.append(_row(method, b, t, k, cell, paired, after, reasons, attempt, counts, steps,
+                             flops_limit(lm_params, rm, k), _peak(device, dec)))
+            bar.update(1)
+    bar.close()
+    for r in rows:
+        r.update(proto)
     return rows
 
 
-def _measure_cell(cfg, lm, rm, scorer, counter, prompt, t, k, steer, device) -> dict[str, Any]:
-    gen_device = device.type
-    peak_rss = [0]
+def _measure(dec: Decoder, cfg: LatencyConfig, expected_s: float | None) -> tuple[Timing, float]:
+    """A Timer measurement of `dec` and the median time per decode spent inside the processor."""
+    n0 = len(dec.processor_seconds)
+    timing = timed(dec, min_run_time=cfg.min_run_time, max_run_time=cfg.max_run_time, spread_max=cfg.spread_max,
+                   min_samples=cfg.min_samples, expected_s=expected_s)
+    return timing, statistics.median(dec.processor_seconds[n0:])
 
-    def sample_rss() -> None:
-        if device.type != "cuda":
-            peak_rss[0] = max(peak_rss[0], _rss_bytes())
 
-    def once() -> RunResult:
-        state = rm.new_state() if rm is not None else None
-        g = torch.Generator(device=gen_device).manual_seed(cfg.seed)
-        return decode_once(lm, scorer, state, prompt, t, k, cfg.beta, steer, g, device, on_step=sample_rss)
-
-    def once_plain() -> RunResult:
-        g = torch.Generator(device=gen_device).manual_seed(cfg.seed)
-        return decode_once(lm, None, None, prompt, t, k, cfg.beta, steer, g, device)
-
-    paired = cfg.paired and rm is not None
-    for _ in range(cfg.warmup):
-        once()
+def _peak(device: torch.device, dec: Decoder) -> tuple[float, str]:
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    if counter is not None:
-        counter.reset()
-    runs, plains = [], []
-    for _ in range(cfg.repeats):  # paired: plain and this method alternate, so slow drift hits both alike
-        if paired:
-            plains.append(once_plain())
-        runs.append(once())
-    steps = sum(r.steps for r in runs)
-    step = spread([r.step_ms for r in runs])
-    lm_ms = statistics.median(r.lm_ms for r in runs)
-    rew_ms = statistics.median(r.reward_ms for r in runs)
-    b = prompt.shape[0]
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss[0]
-    return {
-        "ms_per_token": step["median"],
-        "ms_q1": step["q1"],
-        "ms_q3": step["q3"],
-        "ms_min": step["min"],
-        "ms_max": step["max"],
-        "tokens_per_s": 1e3 * b / step["median"],
-        "lm_ms": lm_ms,
-        "reward_ms": rew_ms,
-        "reward_share": rew_ms / step["median"] if step["median"] > 0 else math.nan,
-        "trunk_forwards_per_token": counter.trunk_forwards / steps if counter else 0.0,
-        "trunk_positions_per_token": counter.trunk_positions / steps if counter else 0.0,
-        "reward_calls_per_token": counter.head_rows / steps if counter else 0.0,
-        "peak_mem_mb": peak / 2**20,
-        "peak_mem_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process RSS (psutil)",
-        "plain_ms_paired": statistics.median(p.step_ms for p in plains) if plains else math.nan,
-        "plain_lm_ms_paired": statistics.median(p.lm_ms for p in plains) if plains else math.nan,
+        return torch.cuda.max_memory_allocated(device), "cuda max_memory_allocated"
+    return dec.peak_rss, "process RSS (psutil)"
+
+
+def _row(method, b, t, k, cell, before, after, reasons, attempts, counts, steps, limit_flops,
+         peak) -> dict[str, Any]:
+    timing, proc_s = cell
+    s = {key: 1e3 * v / t for key, v in spread(timing.times).items()}  # ms per token
+    plain_times = before[0].times + (after[0].times if after is not None else [])
+    plain_ms = 1e3 * statistics.median(plain_times) / t
+    plain_proc_ms = 1e3 * statistics.median([before[1]] + ([after[1]] if after is not None else [])) / t
+    proc_ms = 1e3 * proc_s / t
+    reward_ms = proc_ms - plain_proc_ms if method != "plain" else 0.0
+    drift = (after[0].median / before[0].median - 1.0) if after is not None else 0.0
+    row = {
+        "method": method, "batch_size": b, "new_tokens": t, "top_k": k,
+        "ms_per_token": s["median"], "ms_q1": s["q1"], "ms_q3": s["q3"], "ms_min": s["min"], "ms_max": s["max"],
+        "samples": len(timing.times), "tokens_per_s": 1e3 * b / s["median"],
+        "processor_ms": proc_ms, "reward_ms": reward_ms, "reward_share": reward_ms / s["median"],
+        "trunk_forwards_per_token": counts.get("trunk_forwards", 0) / steps if steps else 0.0,
+        "trunk_positions_per_token": counts.get("trunk_positions", 0) / steps if steps else 0.0,
+        "reward_calls_per_token": counts.get("head_rows", 0) / steps if steps else 0.0,
+        "peak_mem_mb": peak[0] / 2**20, "peak_mem_kind": peak[1],
+        "plain_ms_paired": plain_ms, "plain_drift": drift,
+        "ratio_to_plain": s["median"] / plain_ms,
+        "limit_measured": 1.0 + reward_ms / plain_ms,
+        "limit_flops": limit_flops,
+        "spread": relative_iqr(timing.times),
+        "stable": not reasons, "unstable_reasons": "; ".join(reasons), "attempts": attempts,
+        "others_cpu": max(timing.others_cpu, after[0].others_cpu) if after is not None else timing.others_cpu,
+        "load1": timing.load1, "cpus": timing.cpus,
     }
+    row["ratio_over_limit"] = row["ratio_to_plain"] / row["limit_measured"]
+    return row
 
 
-def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Each method's time over plain decoding of the same (batch, new tokens) in the same run, and its limit.
-
-    With `paired` (default) plain decoding is re-timed in alternation with every cell's repeats and the ratio
-    is median(method) / median(paired plain): on a shared, noisy machine a plain row timed minutes earlier
-    is not a fair reference. `limit_measured` = 1 + (median reward-model time of this cell) / (median plain LM step): what the method
-    would cost if nothing but the reward forward were added to plain decoding.
-    """
-    plain = {(r["batch_size"], r["new_tokens"]): r for r in rows if r["method"] == "plain"}
-    for r in rows:
-        if not math.isnan(r.get("plain_ms_paired", math.nan)):  # plain timed in alternation with this cell
-            r["ratio_to_plain"] = r["ms_per_token"] / r["plain_ms_paired"]
-            r["limit_measured"] = 1.0 + r["reward_ms"] / r["plain_lm_ms_paired"]
-            r["ratio_over_limit"] = r["ratio_to_plain"] / r["limit_measured"]
-            continue
-        p = plain.get((r["batch_size"], r["new_tokens"]))
-        if p is None:
-            r["ratio_to_plain"] = r["limit_measured"] = math.nan
-            continue
-        r["ratio_to_plain"] = r["ms_per_token"] / p["ms_per_token"]
-        r["limit_measured"] = 1.0 + r["reward_ms"] / p["lm_ms"] if r["method"] != "plain" else 1.0
-        r["ratio_over_limit"] = r["ratio_to_plain"] / r["limit_measured"]
-
-
+# ------------------------------------------------------------------------------------ the checks
 def _relative(a: dict[str, Any], b: dict[str, Any]) -> float:
-    """Time of cell a over cell b; via each one's paired-plain ratio when present (cancels machine drift)."""
-    if not math.isnan(a.get("plain_ms_paired", math.nan)) and not math.isnan(b.get("plain_ms_paired", math.nan)):
-        return a["ratio_to_plain"] / b["ratio_to_plain"]
-    return a["ms_per_token"] / b["ms_per_token"]
+    """Time of cell a over cell b via each one's paired-plain ratio (cancels machine drift between them)."""
+    return a["ratio_to_plain"] / b["ratio_to_plain"]
+
+
+def _reasons(*rows: dict[str, Any]) -> list[str]:
+    return [f"{r['method']} k={r['top_k']}: {r['unstable_reasons']}" for r in rows if not r["stable"]]
+
+
+def _tag(status: str, reasons: list[str]) -> str:
+    return status + (f" ({'; '.join(reasons)})" if status == "UNSTABLE" else "")
 
 
 def ratio_report(rows: list[dict[str, Any]]) -> list[str]:
@@ -428,26 +502,36 @@ def ratio_report(rows: list[dict[str, Any]]) -> list[str]:
     arms = sorted({r["method"] for r in rows if r["method"].startswith("arm")})
     for (method, b, t, k), r in sorted(by.items()):
         if method in arms:
-            x = r["ratio_to_plain"]
-            ok_m = "OK" if x <= 1.15 * r["limit_measured"] else "MISS"
-            ok_f = "OK" if x <= 1.15 * r["limit_flops"] else "MISS"
-            lines.append(f"{method:12s} B={b:<3d} T={t:<4d} k={k:<3d} ratio/plain={x:.3f} | <= 1.15 x limit: "
-                         f"measured {r['limit_measured']:.3f} {ok_m}, FLOPs {r['limit_flops']:.3f} {ok_f}")
+            x, why = r["ratio_to_plain"], _reasons(r)
+            ok_m = verdict(x, ARM_LIMIT_FACTOR * r["limit_measured"], why)
+            ok_f = verdict(x, ARM_LIMIT_FACTOR * r["limit_flops"], why)
+            lines.append(f"{method:12s} B={b:<3d} T={t:<4d} k={k:<3d} ratio/plain={x:.3f} | <= {ARM_LIMIT_FACTOR}"
+                         f" x limit: measured {r['limit_measured']:.3f} {ok_m}, FLOPs {r['limit_flops']:.3f} "
+                         f"{_tag(ok_f, why)}")
     for (method, b, t, k), r in sorted(by.items()):
-        if method == "rad" and ("rad-loop", b, t, k) in by:
-            loop = by[("rad-loop", b, t, k)]
-            speed = _relative(loop, r)
+        if method == "rad" and (LOOP, b, t, k) in by:
+            loop = by[(LOOP, b, t, k)]
             scoring = loop["reward_ms"] / r["reward_ms"] if r["reward_ms"] > 0 else math.nan
             # The target is on the reward step, the only thing batching changes; the whole decoding step also
             # holds the base LM's forward, identical in both, which caps the step ratio at 1 + loop/LM time.
-            tag = (" -> " + ("OK" if scoring >= 5 else "MISS") + " (>= 5x at k=20)") if k == 20 else ""
+            tag = ""
+            if k == LOOP_SPEEDUP_K:
+                why = _reasons(r, loop)
+                tag = f" -> {_tag(verdict(scoring, LOOP_SPEEDUP, why, at_least=True), why)} (>= {LOOP_SPEEDUP:g}x)"
             lines.append(f"rad vs rad-loop B={b:<3d} T={t:<4d} k={k:<3d} loop/batched: reward-model time "
-                         f"{scoring:.2f}x{tag}; whole step {speed:.2f}x")
+                         f"{scoring:.2f}x{tag}; whole step {_relative(loop, r):.2f}x")
     for (method, b, t, k), r in sorted(by.items()):
         if method == "rad":
             for arm in arms:
                 a = by.get((arm, b, t, k))
                 if a is not None:
-                    lines.append(f"rad/{arm:12s} B={b:<3d} T={t:<4d} k={k:<3d} per-token ratio="
-                                 f"{_relative(r, a):.2f}")
+                    note = " (unstable)" if _reasons(r, a) else ""
+                    lines.append(f"rad/{arm:12s} B={b:<3d} T={t:<4d} k={k:<3d} per-token ratio={_relative(r, a):.2f}"
+                                 f"{note}")
+    unstable = [r for r in rows if not r["stable"]]
+    if rows:
+        r0 = rows[0]
+        lines.append(f"machine: {r0['cpus']} CPUs, load average {max(r['load1'] for r in rows):.2f} (max), other "
+                     f"processes up to {max(r['others_cpu'] for r in rows):.0%} of the CPUs; "
+                     f"{len(unstable)}/{len(rows)} cells unstable")
     return lines

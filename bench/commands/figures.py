@@ -1,19 +1,46 @@
-"""`bench figures`: trade-off plots (toxicity / positive rate vs. perplexity over beta) from score summaries."""
+"""`bench figures`: trade-off plots from score summaries, the matched-fluency plot (with per-continuation
+scores) and the reward models' held-out training curves."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from bench.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--summaries", nargs="+", required=True, help="summary CSVs from `bench score --out-summary`")
-    parser.add_argument("--out-dir", required=True, help="folder for toxicity_tradeoff.png, sentiment_tradeoff.png")
+    parser.add_argument("--summaries", nargs="+", default=[], help="summary CSVs from `bench score --out-summary`")
+    parser.add_argument("--scores", nargs="+", default=[],
+                        help="per-continuation score JSONLs, one per summary, same order -> matched_fluency.png")
+    parser.add_argument("--reward-models", nargs="+", default=[],
+                        help="trained reward-model folders (<task>/<parametrization>/) -> reward_models_heldout.png")
+    parser.add_argument("--out-dir", required=True, help="folder for the PNGs")
+    parser.add_argument("--ppl-levels", default="1.25,1.5,2", help="matched fluency: factors of plain's PPL")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of prompts")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.reporting.figures import write_figures
-    from bench.reporting.tables import load_summaries
+    from bench.commands.tables import parse_levels
+    from bench.reporting import figures as F
+    from bench.reporting import tables as T
 
-    for path in write_figures(load_summaries(args.summaries), args.out_dir):
+    if not args.summaries and not args.reward_models:
+        raise ConfigError("bench figures: give --summaries and/or --reward-models")
+    if args.scores and not args.summaries:
+        raise ConfigError("--scores needs --summaries (one scores file per summary)")
+    written = []
+    if args.summaries:
+        df = T.load_summaries(args.summaries)
+        written += F.write_figures(df, args.out_dir)
+        if args.scores:
+            mf = T.matched_fluency_table(T.attach_scores(df, args.summaries, args.scores),
+                                         parse_levels(args.ppl_levels), args.n_boot, args.seed)
+            written.append(F.matched_fluency_figure(mf, Path(args.out_dir) / "matched_fluency.png"))
+    if args.reward_models:
+        T.load_reward_models(args.reward_models)  # clear errors for a missing / malformed summary
+        written.append(F.reward_models_figure(args.reward_models, Path(args.out_dir) / "reward_models_heldout.png"))
+    for path in written:
         print(path)
     return 0

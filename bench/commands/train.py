@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill-k", type=positive_int, default=8, help="arm-distill: candidates per prefix")
     parser.add_argument("--prior-weight", type=non_negative_float, default=0.1, help="arm-distill: baseline-prior weight")
     parser.add_argument("--out", required=True, help="output reward-model folder")
-    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--max-steps", "--steps", dest="steps", type=int, default=d.steps,
+                        help="step budget; training stops earlier when --patience evaluations bring no improvement")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--grad-accum", type=int, default=d.grad_accum)
     parser.add_argument("--lr", type=finite_float, default=d.lr)
@@ -47,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=d.max_length)
     parser.add_argument("--eval-every", type=int, default=d.eval_every)
     parser.add_argument("--eval-size", type=int, default=d.eval_size)
+    parser.add_argument("--patience", type=int, default=d.patience,
+                        help="stop after this many held-out evaluations without improvement (0: never)")
+    parser.add_argument("--min-delta", type=float, default=d.min_delta,
+                        help="smallest drop of the held-out metric that counts as an improvement")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--amp", choices=AMP_MODES, default=d.amp)
     parser.add_argument("--loss", default=d.loss, help="cumulative_mse | cumulative_bce | last_mse")
@@ -65,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
                       max_grad_norm=args.max_grad_norm, max_length=args.max_length, eval_every=args.eval_every,
-                      eval_size=args.eval_size, seed=args.seed, amp=args.amp, loss=args.loss,
+                      eval_size=args.eval_size, patience=args.patience, min_delta=args.min_delta,
+                      seed=args.seed, amp=args.amp, loss=args.loss,
                       checkpoint_every=args.checkpoint_every, device=args.device).validate()
     from bench.training.trainer import checkpoint_dir
     from bench.utils.io import check_writable
@@ -107,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(model, cfg, train, heldout, args.out, pad_id=tok.pad_token_id, objective=objective)
     summary = trainer.train()
     final = summary["final"]
-    print(json.dumps({"out": str(args.out), "steps_per_s": summary["steps_per_s"],
+    print(json.dumps({"out": str(args.out), "steps": summary["steps"], "best_step": summary["best_step"],
+                      "stop_reason": summary["stop_reason"], "steps_per_s": summary["steps_per_s"],
                       "heldout_mse": final.get("heldout_mse"), "heldout_auc": final.get("heldout_auc")}))
     return 0
 

@@ -37,10 +37,9 @@ def context_length(model) -> int | None:
 
 def check_reward_vocab(tokenizer, reward_model: RewardModel) -> None:
     """The base LM and the reward model must share one tokenizer (ids index the same strings)."""
-    from bench.models.loading import check_same_vocab, load_tokenizer
+    from bench.models.loading import check_same_vocab
 
-    check_same_vocab(tokenizer, load_tokenizer(reward_model.config.backbone),
-                     "base LM", f"reward model (backbone {reward_model.config.backbone})")
+    check_same_vocab(tokenizer, reward_model.tokenizer, "base LM", f"reward model ({reward_model.parametrization})")
 
 
 def sampling_config(tokenizer, num_samples: int, max_new_tokens: int) -> GenerationConfig:

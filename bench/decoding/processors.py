@@ -2,6 +2,8 @@
 
 * `TopKRewardLogitsProcessor`: keep the base LM's top-k next tokens, add `beta * r` (toward) or
   `beta * (1 - r)` (away) with r the clamped reward of prefix+candidate; everything else is -inf.
+  The reward model gets the base LM's ids unchanged and reads its own BOS in front of them (its state owns
+  that), so it sees BOS + prompt + continuation, exactly what its loss trained.
   With no reward model (or beta = 0) it is exactly plain top-k.
 * `RowSeededSampler`: draws the next token of every row from its OWN generator (seeded per prompt and
   sample) and returns a one-hot score row, so `generate`'s own sampling can only pick that token. A
@@ -99,8 +101,7 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
         values, idx = scores.topk(k, dim=-1)
         if self.guided:
             mask = self.full_mask(input_ids)
-            rm_device = self.reward_model.head.weight.device if hasattr(self.reward_model, "head") else \
-                next(self.reward_model.parameters()).device
+            rm_device = self.reward_model.device
             r = self.reward_model.score_candidates(input_ids.to(rm_device), mask.to(rm_device), idx.to(rm_device),
                                                    self.state)
             self.reward_calls += self.reward_model.calls_per_token(k)

@@ -48,8 +48,8 @@ class PerplexityScorer:
         self.max_length = cfg.max_length or getattr(conf, "max_position_embeddings", None) or getattr(conf, "n_positions", 1024)
         self.softcap = getattr(conf, "final_logit_softcapping", None)
         self.body = self.model.base_model
-        self.head = self.model.get_output_embeddings()
-        if self.body is self.model or self.head is None:
+        self.lm_head = self.model.get_output_embeddings()
+        if self.body is self.model or self.lm_head is None:
             raise ModelError(f"fluency model '{cfg.model}': cannot split into body and output layer")
         self.name = f"ppl:{cfg.model}"
 
@@ -92,7 +92,7 @@ class PerplexityScorer:
         tgt = torch.tensor(targets, device=self.device)
         nll = torch.empty(len(targets), dtype=torch.float64)
         for s in range(0, len(targets), self.cfg.logits_chunk):
-            logits = self.head(picked[s:s + self.cfg.logits_chunk]).float()
+            logits = self.lm_head(picked[s:s + self.cfg.logits_chunk]).float()
             if self.softcap:
                 logits = torch.tanh(logits / self.softcap) * self.softcap
             lp = torch.log_softmax(logits, dim=-1)

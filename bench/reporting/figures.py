@@ -1,7 +1,9 @@
-"""Trade-off figures: attribute metric vs. fluency (PPL) over the beta sweep, one line per parametrization.
+"""Figures: trade-off curves (attribute metric vs. PPL over the beta sweep), the metric at matched fluency,
+and the reward models' held-out curves during training.
 
 Guided decoding buys lower toxicity / higher target rate with fluency; the curve over beta shows that price
-for each reward parametrization, with plain top-k decoding as the reference point.
+for each reward parametrization, with plain top-k decoding as the reference point. The matched-fluency figure
+reads that price off at fixed PPL levels (see `bench.metrics.comparisons`).
 """
 
 from __future__ import annotations
@@ -92,3 +94,81 @@ def tradeoff_figure(df: pd.DataFrame, family: str, path: str | Path) -> Path:
 def write_figures(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """`<family>_tradeoff.png` for each task family present in the summaries."""
     return [tradeoff_figure(part, family, Path(out_dir) / f"{family}_tradeoff.png") for family, part in df.groupby("family")]
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, format="png")
+    plt.close(fig)
+    log.info("wrote %s", path)
+    return path
+
+
+def matched_fluency_figure(mf: pd.DataFrame, path: str | Path) -> Path:
+    """One panel per (task, k, metric): the metric at each PPL level with its joint-bootstrap CI, per method."""
+    panels = list(mf.groupby(["task", "top_k", "metric"], sort=False)) if not mf.empty else []
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.2 * max(1, len(panels)), 4.2), squeeze=False)
+    for ax, ((task, k, metric), part) in zip(axes[0], panels):
+        scale = 100.0 if metric == "positive_rate" else 1.0
+        methods = [m for m in METHOD_ORDER if m in set(part["method"])] + \
+            sorted(set(part["method"]) - set(METHOD_ORDER))
+        levels = sorted(part["level"].unique())
+        for j, m in enumerate(methods):
+            r = part[part["method"] == m].sort_values("level")
+            x = np.array([levels.index(v) for v in r["level"]], float) + (j - (len(methods) - 1) / 2) * 0.08
+            y = r["value"].to_numpy(float) * scale
+            err = np.nan_to_num(np.clip(np.stack([y - r["value_lo"].to_numpy(float) * scale,
+                                                  r["value_hi"].to_numpy(float) * scale - y]), 0, None))
+            ax.errorbar(x, y, yerr=err, fmt="o-", color=COLORS.get(m), capsize=2, markersize=4,
+                        label=METHOD_NAMES.get(m, m))
+        ax.set_xticks(range(len(levels)), [f"{v:g}x" for v in levels])
+        ax.set_xlabel("PPL level (x plain decoding's PPL)")
+        ax.set_ylabel("Positive rate (%)" if metric == "positive_rate" else "Avg. max toxicity")
+        ax.set_title(f"{task} (k={k})", fontsize=10)
+        ax.grid(alpha=0.3)
+    if not panels:
+        axes[0][0].text(0.5, 0.5, "no sweep with a plain run", ha="center", va="center")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return _save(fig, path)
+
+
+def reward_models_figure(folders, path: str | Path) -> Path:
+    """Held-out MSE (top) and AUC (bottom) against training step, one panel column per task, one line per
+    parametrization (its train_log.jsonl); a star marks the saved (best) step."""
+    import json
+
+    logs: dict[str, dict[str, tuple[pd.DataFrame, int]]] = {}
+    for folder in map(Path, folders):
+        summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
+        rows = [json.loads(line) for line in (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+        logs.setdefault(folder.parent.name, {})[summary["parametrization"]] = (
+            pd.DataFrame(rows), int(summary.get("best_step", summary["steps"])))
+    tasks = sorted(logs)
+    fig, axes = plt.subplots(2, max(1, len(tasks)), figsize=(5.2 * max(1, len(tasks)), 7), squeeze=False)
+    for c, task in enumerate(tasks):
+        for param in [m for m in METHOD_ORDER if m in logs[task]] + sorted(set(logs[task]) - set(METHOD_ORDER)):
+            df, best = logs[task][param]
+            for r, col in enumerate(("heldout_mse", "heldout_auc")):
+                if col not in df or df[col].isna().all():
+                    continue
+                ax = axes[r][c]
+                ax.plot(df["step"], df[col], "o-", color=COLORS.get(param), markersize=3,
+                        label=METHOD_NAMES.get(param, param))
+                at = df[df["step"] == best]
+                ax.plot(at["step"], at[col], "*", color=COLORS.get(param), markersize=12)
+        axes[0][c].set_title(task, fontsize=10)
+        axes[0][c].set_ylabel("Held-out MSE")
+        axes[1][c].set_ylabel("Held-out ROC-AUC")
+        for r in range(2):
+            axes[r][c].set_xlabel("Training step")
+            axes[r][c].grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path)

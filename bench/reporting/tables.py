@@ -3,7 +3,10 @@
 One summary CSV per (generation task, method, beta, k) comes out of `bench score`; the tables put one row
 per (task, method, beta, k) with every metric and its bootstrap CI, grouped the way the RAD / ARM papers
 report them (toxicity: average max toxicity, toxic rate, PPL, dist-n; sentiment: positive rate per target
-direction and prompt type, PPL, dist-n).
+direction and prompt type, PPL, dist-n). Given the runs' per-continuation scores as well, each row also gets
+paired-bootstrap differences to plain decoding and to RAD at the same beta, and `matched_fluency` compares the
+methods at fixed perplexity levels (`bench.metrics.comparisons`). `reward_models` tabulates the trained reward
+models' `train_summary.json`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ METHOD_NAMES = {
 }
 SENTIMENT_TASK = re.compile(r"^sentiment-to-(?P<target>[A-Za-z]+)-from-(?P<prompts>[A-Za-z]+)$")
 CI_NOTE = "± is the half-width of the 95% bootstrap confidence interval."
+PAIRED_NOTE = ("Δ: difference to plain decoding / to RAD at the same β with its paired-bootstrap 95% CI "
+               "(same resampled prompts for both settings); * marks a CI that excludes 0.")
 
 
 def parse_task(task: str) -> tuple[str, str | None, str | None]:
@@ -85,6 +90,59 @@ def load_summaries(paths: Sequence[str | Path]) -> pd.DataFrame:
     return sort_runs(df)
 
 
+def attach_scores(df: pd.DataFrame, summaries: Sequence[str | Path], scores: Sequence[str | Path]) -> pd.DataFrame:
+    """Column `scores_file`: the per-continuation scores of each run (`scores[i]` belongs to `summaries[i]`)."""
+    if len(scores) != len(summaries):
+        raise DataError(f"--scores has {len(scores)} files for {len(summaries)} summaries; expected one per summary, "
+                        "in the same order")
+    by_summary = {str(Path(a)): str(b) for a, b in zip(summaries, scores)}
+    return df.assign(scores_file=[by_summary[str(Path(f))] for f in df["source_file"]])
+
+
+def _task_groups(df: pd.DataFrame):
+    """(task, k) blocks: the runs that share prompts, seeds and plain decoding."""
+    return df.groupby(["task", "top_k"], sort=False, dropna=False)
+
+
+def _read_runs(part: pd.DataFrame) -> list:
+    from bench.metrics.comparisons import read_scores
+
+    return [read_scores(p) for p in part["scores_file"]]
+
+
+def add_paired_columns(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """`{stat}_vs_plain[_lo,_hi]` and `{stat}_vs_rad[_lo,_hi]`: paired bootstrap differences per run."""
+    from bench.metrics.comparisons import paired_differences
+
+    df = df.copy()
+    for _, part in _task_groups(df):
+        keys = part[["method", "beta"]].to_dict("records")
+        for idx, cols in zip(part.index, paired_differences(keys, _read_runs(part), n_boot, seed)):
+            for col, value in cols.items():
+                df.loc[idx, col] = value
+    return df
+
+
+def matched_fluency_table(df: pd.DataFrame, levels: Sequence[float], n_boot: int = 1000,
+                          seed: int = 0) -> pd.DataFrame:
+    """One row per (task, k, method, metric, PPL level) from `bench.metrics.comparisons.matched_fluency`."""
+    from bench.metrics.comparisons import matched_fluency
+
+    rows = []
+    for (task, k), part in _task_groups(df):
+        keys = part[["method", "beta"]].to_dict("records")
+        for row in matched_fluency(keys, _read_runs(part), levels, n_boot, seed):
+            fam, target, ptype = parse_task(str(task))
+            rows.append({"task": task, "family": fam, "target": target, "prompt_type": ptype, "top_k": k, **row})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    out = out.assign(_m=out["method"].map(lambda m: order.get(m, len(order))))
+    out = out.sort_values(["family", "task", "top_k", "metric", "level", "_m", "method"], kind="stable")
+    return out.drop(columns="_m").reset_index(drop=True)
+
+
 def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     key = df["method"].map(lambda m: order.get(m, len(order)))
@@ -114,6 +172,18 @@ def fmt_ci(row: pd.Series, col: str, digits: int, scale: float = 1.0, pm: str = 
     return s
 
 
+def fmt_diff(row: pd.Series, col: str, digits: int, scale: float = 1.0) -> str:
+    """`+0.012 [-0.010, +0.035]` (difference and its 95% CI), `*` when the CI excludes 0; `–` when absent."""
+    v = _num(row.get(col))
+    if v is None:
+        return "–"
+    lo, hi = _num(row.get(f"{col}_lo")), _num(row.get(f"{col}_hi"))
+    s = f"{v * scale:+.{digits}f}"
+    if lo is not None and hi is not None:
+        s += f" [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]" + ("*" if lo > 0 or hi < 0 else "")
+    return s
+
+
 def fmt_beta(row: pd.Series) -> str:
     return "–" if row["method"] == "plain" else f"{float(row['beta']):g}"
 
@@ -126,6 +196,16 @@ class Column:
 
 def _ci(col: str, digits: int, scale: float = 1.0) -> Callable[[pd.Series, str], str]:
     return lambda row, pm: fmt_ci(row, col, digits, scale, pm)
+
+
+def _diff(col: str, digits: int, scale: float = 1.0) -> Callable[[pd.Series, str], str]:
+    return lambda row, pm: fmt_diff(row, col, digits, scale)
+
+
+def _paired(stat: str, short: str, digits: int, scale: float = 1.0) -> list[Column]:
+    """Compact paired columns of the table's main statistic (shown only when the CSV has them)."""
+    return [Column(f"Δ{short} vs plain", _diff(f"{stat}_vs_plain", digits, scale)),
+            Column(f"Δ{short} vs RAD", _diff(f"{stat}_vs_rad", digits, scale))]
 
 
 COMMON_LEFT = [
@@ -141,14 +221,16 @@ LAYOUTS: dict[str, list[Column]] = {
         Column("Toxic rate", _ci("toxic_rate", 3)),
         Column("PPL", _ci("ppl", 1)),
     ]
-    + DIST,
+    + DIST
+    + _paired("avg_max_toxicity", " tox.", 3),
     "sentiment": [
         Column("Target", lambda r, pm: str(r["target"])),
         Column("Prompts", lambda r, pm: str(r["prompt_type"])),
     ]
     + COMMON_LEFT
     + [Column("Positive rate (%)", _ci("positive_rate", 1, 100.0)), Column("PPL", _ci("ppl", 1))]
-    + DIST,
+    + DIST
+    + _paired("positive_rate", " pos. (pts)", 1, 100.0),
 }
 GENERIC = COMMON_LEFT + [
     Column("Avg. max toxicity", _ci("avg_max_toxicity", 3)),
@@ -163,8 +245,14 @@ def _groups(df: pd.DataFrame) -> list[int]:
     return [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]
 
 
+def _has_paired(df: pd.DataFrame) -> bool:
+    return any(c.endswith("_vs_plain") for c in df.columns)
+
+
 def format_table(df: pd.DataFrame, family: str, pm: str = " ± ") -> pd.DataFrame:
     cols = LAYOUTS.get(family, GENERIC)
+    if not _has_paired(df):
+        cols = [c for c in cols if not c.header.startswith("Δ")]
     rows = [[c.fmt(r, pm) for c in cols] for _, r in df.iterrows()]
     return pd.DataFrame(rows, columns=[c.header for c in cols])
 
@@ -175,7 +263,8 @@ def to_markdown(df: pd.DataFrame, family: str) -> str:
     lines = ["| " + " | ".join(t.columns) + " |", "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
     for row in t.itertuples(index=False):
         lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
-    return "\n".join(lines) + f"\n\n{CI_NOTE}\n"
+    note = CI_NOTE + (f" {PAIRED_NOTE}" if _has_paired(df) else "")
+    return "\n".join(lines) + f"\n\n{note}\n"
 
 
 _TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -189,10 +278,12 @@ def tex_escape(s: str) -> str:
 def to_latex(df: pd.DataFrame, family: str) -> str:
     """A booktabs tabular (no float environment, so papers can \\input it inside their own table)."""
     t = format_table(df, family, pm=" PLUSMINUS ")
-    headers = [tex_escape(h).replace("β", r"$\beta$").replace("(%)", r"(\%)") for h in t.columns]
+    headers = [tex_escape(h).replace("β", r"$\beta$").replace("(%)", r"(\%)").replace("Δ", r"$\Delta$")
+               for h in t.columns]
     align = "".join("l" if h in ("Method", "Target", "Prompts") else "r" for h in t.columns)
     breaks = set(_groups(df))
-    out = [f"% {CI_NOTE}", rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
+    note = CI_NOTE + (f" {PAIRED_NOTE}" if _has_paired(df) else "")
+    out = [f"% {note}", rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     for i, row in enumerate(t.itertuples(index=False)):
         if i in breaks:
             out.append(r"\midrule")
@@ -222,3 +313,109 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] =
             written.append(path)
             log.info("wrote %s (%d rows)", path, len(part))
     return written
+
+
+def _write(path: Path, fmt: str, df: pd.DataFrame, markdown: Callable[[pd.DataFrame], str]) -> Path:
+    with atomic_open(path) as fh:
+        if fmt == "csv":
+            df.to_csv(fh, index=False, lineterminator="\n")
+        else:
+            fh.write(markdown(df))
+    log.info("wrote %s (%d rows)", path, len(df))
+    return path
+
+
+def _md_table(headers: list[str], rows: list[list[str]], left: int) -> str:
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join(":---" if i < left else "---:" for i in range(len(headers))) + "|"]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ matched fluency
+MATCHED_NOTE = ("Each method's β sweep starts at plain decoding (β = 0); the metric is interpolated linearly in "
+                "log PPL at PPL = level × plain's PPL, on the first segment (in β order) that reaches it. "
+                "95% CIs: bootstrap over prompts resampled jointly for all settings of the task (the level moves "
+                "with plain's resampled PPL); 'defined' is the share of replicates whose sweep reaches the level. "
+                "Δ vs RAD: paired difference at the same level; * marks a CI that excludes 0. "
+                "'–' with a reason: the sweep does not reach the level (never extrapolated).")
+
+
+def matched_markdown(df: pd.DataFrame) -> str:
+    out = []
+    for (task, k, metric), part in df.groupby(["task", "top_k", "metric"], sort=False):
+        scale, digits, name = (100.0, 1, "positive rate (%)") if metric == "positive_rate" else (1.0, 3, "avg. max toxicity")
+        out.append(f"**{task}** (k = {k}): {name} at matched fluency\n")
+        rows = []
+        for _, r in part.iterrows():
+            rows.append([METHOD_NAMES.get(r["method"], r["method"]), f"{r['level']:g}× ({r['ppl_level']:.1f})",
+                         fmt_ci(r, "value", digits, scale),
+                         "–" if _num(r["boot_defined"]) is None else f"{r['boot_defined']:.0%}",
+                         fmt_diff(r, "vs_rad", digits, scale), str(r["reason"] or "")])
+        out.append(_md_table(["Method", "PPL level", "Value", "defined", "Δ vs RAD", "note"], rows, left=1))
+    return "\n".join(out) + f"\n{MATCHED_NOTE}\n"
+
+
+def write_matched_fluency(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = ("csv", "md")) -> list[Path]:
+    df = df.fillna({"reason": ""}) if not df.empty else df
+    return [_write(Path(out_dir) / f"matched_fluency.{ext}", ext, df, matched_markdown)
+            for ext in formats if ext in ("csv", "md")]
+
+
+# ------------------------------------------------------------------------------------------ reward models
+def load_reward_models(folders: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per reward-model folder (laid out as `<task>/<parametrization>/`): its train_summary.json."""
+    import json
+
+    rows = []
+    for folder in folders:
+        folder = Path(folder)
+        path = folder / "train_summary.json"
+        if not path.exists():
+            raise DataError(f"{path}: not found; expected a reward-model folder written by `bench train`")
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+            final = s["final"]
+            row = {"task": folder.parent.name, "parametrization": s["parametrization"],
+                   "steps": s["steps"], "max_steps": s.get("max_steps", s["steps"]),
+                   "best_step": s.get("best_step", s["steps"]), "stop_reason": s.get("stop_reason", ""),
+                   "examples_seen": s.get("examples_seen"), "examples_seen_at_best": s.get("examples_seen_at_best"),
+                   "epochs": s.get("epochs"), "heldout_mse": final.get("heldout_mse"),
+                   "heldout_auc": final.get("heldout_auc"), "heldout_acc": final.get("heldout_acc"),
+                   "teacher_mse_prefixes": final.get("heldout_objective/distill_forward"),
+                   "teacher_mse_candidates": final.get("heldout_objective/distill_candidates"),
+                   "train_seconds": s.get("train_seconds", s.get("seconds_this_run")),
+                   "folder": str(folder)}
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: not a `bench train` summary ({type(exc).__name__}: {exc})") from exc
+        rows.append(row)
+    if not rows:
+        raise DataError("no reward-model folders given")
+    df = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    df = df.assign(_m=df["parametrization"].map(lambda m: order.get(m, len(order))))
+    return df.sort_values(["task", "_m", "parametrization"], kind="stable").drop(columns="_m").reset_index(drop=True)
+
+
+def reward_models_markdown(df: pd.DataFrame) -> str:
+    def f(v, spec):
+        v = _num(v)
+        return "–" if v is None else format(v, spec)
+
+    rows = [[r["task"], METHOD_NAMES.get(r["parametrization"], r["parametrization"]),
+             f"{int(r['best_step'])} / {int(r['steps'])} / {int(r['max_steps'])}", f(r["examples_seen"], ".0f"),
+             f(r["heldout_mse"], ".4f"), f(r["heldout_auc"], ".3f"), f(r["heldout_acc"], ".3f"),
+             f(r["teacher_mse_prefixes"], ".4f"), f(r["teacher_mse_candidates"], ".4f"),
+             f(r["train_seconds"], ".0f"), str(r["stop_reason"])] for _, r in df.iterrows()]
+    head = ["Task", "Reward model", "Steps (best / run / budget)", "Examples seen", "Held-out MSE", "AUC",
+            "Accuracy", "Teacher MSE (prefixes)", "Teacher MSE (candidates)", "Train time (s)", "Stopped by"]
+    note = ("Held-out metrics of the saved (best) model on the task's held-out texts (steering attribute; AUC and "
+            "accuracy at 0.5 for binary labels). Teacher MSE: the distilled ARM's squared error to its RAD "
+            "teacher's rewards on held-out prefixes (observed next tokens) and on the candidates distillation "
+            "trains on. Train time on the machine that ran it (a loaded machine inflates it).")
+    return _md_table(head, rows, left=2) + f"\n{note}\n"
+
+
+def write_reward_models(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = ("csv", "md")) -> list[Path]:
+    return [_write(Path(out_dir) / f"reward_models.{ext}", ext, df, reward_models_markdown)
+            for ext in formats if ext in ("csv", "md")]

@@ -3,7 +3,8 @@
 r(x, v) = (W h(x))^T e_v  (+ w^T h(x) with the prefix baseline), where h(x) is the trunk's last hidden
 state of the prefix, W maps it to m vectors in the output-embedding space, and e_v are the backbone's
 frozen output embeddings. So one forward scores the whole vocabulary; decoding costs one call per token
-however many candidates are scored, and the KV cache only ever reads the sampled tokens.
+however many candidates are scored, and the KV cache only ever reads the sampled tokens (after the model's own
+BOS, which `with_bos` puts in front of the base LM's ids, as the training collator does).
 
 Parametrizations: "arm" (no baseline), "arm-baseline" and "arm-distill" (baseline on; distill is trained
 from a RAD teacher by `bench.training.distill`).
@@ -12,7 +13,6 @@ from a RAD teacher by `bench.training.distill`).
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 from torch import nn
@@ -23,8 +23,15 @@ from bench.rewards.base import cache_kwarg, output_cache
 
 log = logging.getLogger(__name__)
 
-ARM_NAMES = ("arm", "arm-baseline", "arm-distill")
 BASELINE_NAMES = ("arm-baseline", "arm-distill", "arm-mlp")
+
+
+class ARMState(PrefixCache):
+    """ARM's decoding state: the KV cache of BOS + the prefix, and the prefix's last hidden state."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.last_hidden: tuple[int, torch.Tensor] | None = None  # (cache length it belongs to, h [B, d])
 
 
 class ARMRewardModel(RewardModel):
@@ -70,20 +77,37 @@ class ARMRewardModel(RewardModel):
     def calls_per_token(self, k: int) -> int:
         return 1
 
+    def new_state(self) -> ARMState:
+        return ARMState()
+
+    def token_rank_bound(self) -> int:
+        """Rank of the token part (W h)^T e_v over prefixes x tokens: at most min(d, d_e)."""
+        return min(self.hidden_size, self.embed_dim)
+
+    def rank_bound(self) -> int:
+        """Token part's bound, + 1 for the prefix baseline (a rank-1 term b 1^T)."""
+        return self.token_rank_bound() + (1 if self.baseline is not None else 0)
+
+    def step_cost(self, k: int) -> dict[str, int]:
+        """Per generated token the trunk reads the sampled token once; W (+ w) apply once, and the k candidates'
+        embedding rows are dotted with W h (k * m * d_e)."""
+        extra = sum(p.numel() for p in self.proj.parameters())
+        if self.baseline is not None:
+            extra += sum(p.numel() for p in self.baseline.parameters())
+        extra += self.extra_step_params(int(k))
+        return {"trunk_params": self._trunk_param_count(), "extra_params": extra, "positions": 1}
+
+    def extra_step_params(self, k: int) -> int:
+        """Weights beyond W and w that score k candidates from W h."""
+        return k * self.config.num_outputs * self.embed_dim
+
+    def _head_module(self) -> nn.Module:
+        return self.proj
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Like the base class, but a tied embedding registered under two names is frozen under both."""
         frozen = {n for n, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}
         return {k: v.detach().contiguous() for k, v in self.state_dict().items() if k not in frozen}
-
-    @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str | None = "cpu", **kwargs) -> RewardModel:
-        """Any ARM folder ("arm", "arm-baseline", "arm-distill") loads as this class."""
-        from bench.rewards.registry import load_reward_model, read_reward_config
-
-        name = read_reward_config(folder).parametrization
-        if name not in ARM_NAMES:
-            raise ModelError(f"{folder}: checkpoint is a '{name}' reward model, expected one of {list(ARM_NAMES)}")
-        return load_reward_model(folder, device=device, expected_parametrization=name, **kwargs)
 
     # ---- the math -----------------------------------------------------------------------------
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -134,13 +158,13 @@ class ARMRewardModel(RewardModel):
 
     # ---- decoding -----------------------------------------------------------------------------
     def prefix_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      state: PrefixCache | None) -> torch.Tensor:
-        """h of the whole prefix [B, d]; with a state, only the tokens new since the last call are read."""
+                      state: ARMState | None) -> torch.Tensor:
+        """h of the whole prefix [B, d] (ids as read: BOS first); with a state, only new tokens are read."""
         if state is None:
             return self.hidden_states(input_ids, attention_mask)[:, -1]
         new_ids, _ = state.plan(input_ids, attention_mask)
         p = state.length
-        cached = getattr(state, "arm_last_hidden", None)
+        cached = state.last_hidden
         if new_ids.shape[1] == 0 and cached is not None and cached[0] == p:
             return cached[1]
         if new_ids.shape[1] == 0:  # nothing new but no stored hidden state: start over
@@ -152,17 +176,17 @@ class ARMRewardModel(RewardModel):
                             use_cache=True, **{self._cache_kw: state.past_key_values})
         h = out.last_hidden_state[:, -1]
         state.commit(input_ids, attention_mask, output_cache(out))
-        state.arm_last_hidden = (state.length, h)
+        state.last_hidden = (state.length, h)
         return h
 
     @torch.no_grad()
     def score_candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
                          state: PrefixCache | None = None) -> torch.Tensor:
-        h = self.prefix_hidden(input_ids, attention_mask, state)
+        h = self.prefix_hidden(*self.with_bos(input_ids, attention_mask), state)
         return self.candidate_rewards(h, candidates.long())
 
     @torch.no_grad()
     def score_vocab(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     state: PrefixCache | None = None, chunk_size: int = 1024) -> torch.Tensor:
-        h = self.prefix_hidden(input_ids, attention_mask, state)
+        h = self.prefix_hidden(*self.with_bos(input_ids, attention_mask), state)
         return self.vocab_rewards(h)

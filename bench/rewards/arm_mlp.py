@@ -37,6 +37,15 @@ class ARMMLPRewardModel(ARMRewardModel):
         self.mix_in = nn.Parameter(torch.randn(m, v, r, dtype=dtype) / math.sqrt(v))  # A_i: V x r
         self.mix_out = nn.Parameter(torch.zeros(m, r, v, dtype=dtype))  # B_i: r x V
 
+    def token_rank_bound(self) -> int:
+        """The bottleneck caps the token part: min(d, d_e, r)."""
+        return min(self.hidden_size, self.embed_dim, int(self.config.mlp_rank))
+
+    def extra_step_params(self, k: int) -> int:
+        """Per step: the folded E^T A (m * d_e * r) and k gathered columns of B (k * m * r)."""
+        m, r = self.config.num_outputs, int(self.config.mlp_rank)
+        return m * self.embed_dim * r + k * m * r
+
     def folded_mix_in(self) -> torch.Tensor:
         """E^T A_i for every attribute: [m, d_e, r] (V*d_e*r flops: reused across decoding steps)."""
         if torch.is_grad_enabled() and self.mix_in.requires_grad:

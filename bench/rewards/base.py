@@ -7,7 +7,13 @@ Decoding, training, latency and rank analysis only talk to `RewardModel`:
   data collator puts a BOS token there, and the losses give it weight 0);
 * decoding:   `score_candidates(input_ids, attention_mask, candidates, state) -> [B, k, m]`, the reward of
   appending each of k candidate tokens to each row, reusing the reward model's KV cache in `state`;
-* analysis:   `score_vocab(...) -> [B, V, m]` (all next tokens), and `calls_per_token(k)` for latency.
+* analysis:   `score_vocab(...) -> [B, V, m]` (all next tokens), `rank_bound()`, `step_cost(k)`, `counting()`.
+
+One input convention: the reward model always reads ITS OWN BOS first, as the training collator feeds it.
+`forward` takes ids that already start with it (the collator puts it there); the decoding-time methods
+(`score_candidates`, `score_vocab`) take the text so far WITHOUT it (the base LM's ids, left-padded) and
+prepend a BOS column with mask 1 themselves (`with_bos`): the base LM's ids are never changed, and
+`score_candidates(p, v)` equals `forward(BOS + p + v)` at its last position.
 
 Every model saves to / loads from a folder holding `reward_config.json` and `model.safetensors`
 (only the trained tensors; the frozen backbone parts are rebuilt from `config.backbone`).
@@ -15,11 +21,12 @@ Every model saves to / loads from a folder holding `reward_config.json` and `mod
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -121,6 +128,57 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return pos.clamp(min=0)
 
 
+def bos_token_id(tokenizer) -> int:
+    """The token a reward model reads first: its tokenizer's BOS, else EOS (GPT-2 and SmolLM2 add none)."""
+    tid = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if tid is None:
+        raise ModelError("tokenizer has neither a BOS nor an EOS token to start texts with")
+    return int(tid)
+
+
+def prepend_column(token: int, input_ids: torch.Tensor,
+                   attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[tok, ids...] with mask [1, mask...]: positions come from the mask, so [BOS pad p] reads as BOS + p."""
+    b = input_ids.shape[0]  # (an empty prefix [B, 0] becomes BOS alone)
+    return (torch.cat([input_ids.new_full((b, 1), int(token)), input_ids], dim=1),
+            torch.cat([attention_mask.new_ones((b, 1)), attention_mask], dim=1))
+
+
+class RewardCounter:
+    """What a reward model actually computed, from forward pre-hooks on its trunk and its reward head.
+
+    * `trunk_forwards`: calls of the trunk (RAD batched: 1 per step; RAD loop: 1 + k; ARM: 1);
+    * `trunk_positions`: token positions the trunk read, summed over calls, per row;
+    * `head_rows`: reward evaluations per batch row (RAD: k candidates per step; ARM: 1 prefix, whose single
+      evaluation scores every token).
+    """
+
+    def __init__(self, trunk: nn.Module, head: nn.Module) -> None:
+        self.trunk_forwards = 0
+        self.trunk_positions = 0
+        self.head_rows = 0
+        self._handles = [trunk.register_forward_pre_hook(self._on_trunk, with_kwargs=True),
+                         head.register_forward_pre_hook(self._on_head)]
+
+    def _on_trunk(self, _module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.trunk_forwards += 1
+        if ids is not None:
+            self.trunk_positions += int(ids.shape[-1])
+
+    def _on_head(self, _module, args) -> None:
+        x = args[0]
+        self.head_rows += int(x.numel() // x.shape[-1]) // max(int(x.shape[0]), 1)
+
+    def reset(self) -> None:
+        self.trunk_forwards = self.trunk_positions = self.head_rows = 0
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
 class PrefixCache:
     """The reward model's KV cache of the tokens it has already read, per decoding run.
 
@@ -166,13 +224,87 @@ class PrefixCache:
 
 
 class RewardModel(nn.Module):
-    """Base class. Subclasses set `parametrization` and implement the abstract methods."""
+    """Base class. Subclasses set `parametrization`, build `self.backbone` (the trunk) and implement the
+    abstract methods; callers outside `bench.rewards` use only the public methods and properties below."""
 
     parametrization: str = "base"
 
     def __init__(self, config: RewardConfig) -> None:
         super().__init__()
         self.config = config
+
+    # ---- what callers may ask ------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the trunk's parameters live (inputs go there)."""
+        return self.backbone.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The trunk's parameter dtype."""
+        return self.backbone.get_input_embeddings().weight.dtype
+
+    @property
+    def hidden_size(self) -> int:
+        """Width d of the trunk's hidden states."""
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def tokenizer(self):
+        """The reward model's own tokenizer (left padding), from its backbone spec."""
+        from bench.models.loading import load_tokenizer
+
+        return load_tokenizer(self.config.backbone)
+
+    @property
+    def bos_token_id(self) -> int:
+        """The token the reward model reads first (training and decoding alike)."""
+        bos = getattr(self, "_bos_token_id", None)
+        if bos is None:
+            bos = bos_token_id(self.tokenizer)
+            self._bos_token_id = bos
+        return bos
+
+    def with_bos(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepend the reward model's BOS (mask 1) to a (left-padded) batch: what decoding-time scoring reads."""
+        return prepend_column(self.bos_token_id, input_ids, attention_mask)
+
+    def rank_bound(self) -> int | None:
+        """Largest rank R[prefix, token] of one attribute can have by construction (None: unconstrained)."""
+        return None
+
+    def step_cost(self, k: int) -> dict[str, int]:
+        """Weights used per generated token with k candidates (2 FLOPs per weight per position):
+        `trunk_params` (non-embedding trunk weights), `extra_params` (trained reward weights outside the trunk),
+        `positions` (token positions the trunk reads per generated token)."""
+        raise NotImplementedError
+
+    def _trunk_module(self) -> nn.Module:
+        return self.backbone
+
+    def _head_module(self) -> nn.Module:
+        """The module that turns trunk states into rewards (one call per reward evaluation)."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[RewardCounter]:
+        """Count trunk forwards, trunk positions and reward evaluations while the block runs."""
+        counter = RewardCounter(self._trunk_module(), self._head_module())
+        try:
+            yield counter
+        finally:
+            counter.remove()
+
+    def _trunk_param_count(self) -> int:
+        """Non-embedding parameters of the trunk (a tied output embedding is counted once, as the input one)."""
+        skip = {id(self.backbone.get_input_embeddings().weight)}
+        seen, n = set(), 0
+        for p in self.backbone.parameters():
+            if id(p) in seen or id(p) in skip:
+                continue
+            seen.add(id(p))
+            n += p.numel()
+        return n
 
     # ---- training -----------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,16 +313,18 @@ class RewardModel(nn.Module):
 
     # ---- decoding -----------------------------------------------------------------------------
     def new_state(self) -> PrefixCache:
+        """A fresh decoding state (this parametrization's `PrefixCache` subclass), one per decoding run."""
         return PrefixCache()
 
     def score_candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
                          state: PrefixCache | None = None) -> torch.Tensor:
-        """Rewards [B, k, m] of appending candidates[b, j] to row b of input_ids."""
+        """Rewards [B, k, m] of appending candidates[b, j] to row b of input_ids (no BOS: the model adds its own);
+        equal to `forward(BOS + row + candidate)` at its last position."""
         raise NotImplementedError
 
     def score_vocab(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     state: PrefixCache | None = None, chunk_size: int = 1024) -> torch.Tensor:
-        """Rewards [B, V, m] of every next token (ARM: one forward; RAD: V candidates in chunks)."""
+        """Rewards [B, V, m] of every next token after BOS + row (ARM: one forward; RAD: V candidates in chunks)."""
         raise NotImplementedError
 
     def calls_per_token(self, k: int) -> int:
@@ -215,7 +349,10 @@ class RewardModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str | None = "cpu", **kwargs) -> "RewardModel":
-        from bench.rewards.registry import load_reward_model
+        """Load a folder whose parametrization is implemented by this class or a subclass of it."""
+        from bench.rewards.registry import load_reward_model, read_reward_config, reward_class
 
-        expected = None if cls.parametrization == "base" else cls.parametrization
-        return load_reward_model(folder, device=device, expected_parametrization=expected, **kwargs)
+        name = read_reward_config(folder).parametrization
+        if not issubclass(reward_class(name), cls):
+            raise ModelError(f"{folder}: checkpoint is a '{name}' reward model, which {cls.__name__} does not load")
+        return load_reward_model(folder, device=device, expected_parametrization=name, **kwargs)

@@ -5,7 +5,8 @@ Decoding needs k such rewards per step; instead of k forwards we run ONE forward
 reward model's KV cache of the prefix: the sequence `[new prefix tokens..., cand_1..cand_k]` with a
 custom 4-D additive mask in which every candidate sees the prefix and itself only (all candidates get
 the position right after the prefix). The candidates are then cropped off the cache, so the cache keeps
-following the prefix as it grows by the sampled token.
+following the prefix as it grows by the sampled token. The cache starts with the model's own BOS (`with_bos`),
+so a candidate's reward is forward(BOS + prefix + candidate), what training read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from bench.rewards.base import (PrefixCache, RewardConfig, RewardModel, cache_kw
                                 position_ids_from_mask)
 
 log = logging.getLogger(__name__)
+
+
+class RADState(PrefixCache):
+    """RAD's decoding state: the KV cache of BOS + the prefix (candidates are cropped off after each step)."""
 
 
 class RADRewardModel(RewardModel):
@@ -47,6 +52,18 @@ class RADRewardModel(RewardModel):
 
     def calls_per_token(self, k: int) -> int:
         return int(k)
+
+    def new_state(self) -> RADState:
+        return RADState()
+
+    def step_cost(self, k: int) -> dict[str, int]:
+        """Per generated token the trunk reads the sampled token + k candidates; the head scores k rows."""
+        return {"trunk_params": self._trunk_param_count(),
+                "extra_params": sum(p.numel() for p in self.head.parameters()),
+                "positions": 1 + int(k)}
+
+    def _head_module(self) -> nn.Module:
+        return self.head
 
     # ---- training -----------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,7 +100,9 @@ class RADRewardModel(RewardModel):
 
     def _step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
               state: PrefixCache) -> torch.Tensor:
-        """One forward over the cache: [new prefix tokens, candidates] -> rewards [B, k, m]; cache follows the prefix."""
+        """One forward over the cache: [new prefix tokens, candidates] -> rewards [B, k, m]; cache follows the prefix.
+
+        `input_ids` already start with the BOS column (`with_bos`)."""
         new_ids, _ = state.plan(input_ids, attention_mask)
         p = state.length
         n = int(new_ids.shape[1])
@@ -107,12 +126,13 @@ class RADRewardModel(RewardModel):
     def score_candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
                          state: PrefixCache | None = None) -> torch.Tensor:
         state = state if state is not None else self.new_state()
-        return self._step(input_ids, attention_mask, candidates, state)
+        return self._step(*self.with_bos(input_ids, attention_mask), candidates, state)
 
     @torch.no_grad()
     def score_vocab(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     state: PrefixCache | None = None, chunk_size: int = 1024) -> torch.Tensor:
         state = state if state is not None else self.new_state()
+        input_ids, attention_mask = self.with_bos(input_ids, attention_mask)
         b = input_ids.shape[0]
         v = self.vocab_size
         parts = []
@@ -129,6 +149,7 @@ class RADRewardModel(RewardModel):
         Uses only transformers' own 2-D mask handling, so it checks the custom 4-D mask of `score_candidates`.
         """
         state = state if state is not None else self.new_state()
+        input_ids, attention_mask = self.with_bos(input_ids, attention_mask)
         new_ids, _ = state.plan(input_ids, attention_mask)
         p = state.length
         full_mask = attention_mask.long()

@@ -14,17 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from bench.errors import DataError
+from bench.rewards.base import bos_token_id
 from bench.utils.io import iter_jsonl
 
 log = logging.getLogger(__name__)
-
-
-def bos_id(tokenizer) -> int:
-    """The token put at position 0: BOS if the tokenizer has one, else EOS."""
-    tid = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if tid is None:
-        raise DataError("tokenizer has neither a BOS nor an EOS token to start texts with")
-    return int(tid)
 
 
 @dataclass
@@ -76,7 +69,7 @@ class LabeledTexts(torch.utils.data.Dataset):
     def __init__(self, rows: list[tuple[str, list[float]]], tokenizer, max_length: int) -> None:
         if max_length < 2:
             raise DataError(f"max_length must be >= 2 (BOS + one token), got {max_length}")
-        self.bos = bos_id(tokenizer)
+        self.bos = bos_token_id(tokenizer)  # the one definition of the BOS a reward model reads first
         texts = [t for t, _ in rows]
         enc = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         self.examples = [Example([self.bos] + list(ids[: max_length - 1]), labels)

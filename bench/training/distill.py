@@ -67,9 +67,13 @@ class DistillObjective:
     @torch.no_grad()
     def teacher_candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                            cands: torch.Tensor) -> torch.Tensor:
-        """Teacher rewards [B, L, c, m] via its cached `score_candidates`, one call per prefix length."""
+        """Teacher rewards [B, L, c, m] via its cached `score_candidates`, one call per prefix length.
+
+        `input_ids` start with the collator's BOS; `score_candidates` takes the text without it and reads its own
+        BOS (the same token: teacher and student share a tokenizer), so the teacher sees BOS + x_1..x_t + v.
+        """
         state = self.teacher.new_state()
-        out = [self.teacher.score_candidates(input_ids[:, : t + 1], attention_mask[:, : t + 1], cands[:, t], state)
+        out = [self.teacher.score_candidates(input_ids[:, 1: t + 1], attention_mask[:, 1: t + 1], cands[:, t], state)
                for t in range(input_ids.shape[1])]
         return torch.stack(out, dim=1)[..., self.index.to(input_ids.device)]
 

@@ -1,4 +1,10 @@
-"""Resumable reward-model training: AdamW, warmup + decay, clipping, accumulation, held-out eval.
+"""Resumable reward-model training: AdamW, warmup + decay, clipping, accumulation, held-out eval, early stopping.
+
+Early stopping: every `eval_every` steps the held-out metric (`heldout_mse` for label objectives, the held-out
+value of the objective, `heldout_objective`, for others such as distillation) is compared with the best so
+far; an improvement of more than `min_delta` makes the current weights the best (kept in memory and in each
+checkpoint), `patience` evaluations in a row without one stop the run. `steps` is the budget (max steps).
+The saved model is the best evaluated one, so training "until it stops improving" never ends on a worse model.
 
 Exact resumption: the batch of (step, micro-batch) is a pure function of the seed (one seeded permutation
 of the training set per epoch), every per-step random draw uses a generator seeded from (seed, step,
@@ -6,8 +12,10 @@ micro-batch), and checkpoints hold the trainable tensors (safetensors) plus opti
 RNG state (`torch.save`, read back with `weights_only=True`). A run killed with -9 and restarted therefore
 ends with exactly the weights of an uninterrupted run.
 
-Checkpoint folder `<out>.ckpt/`: `step-XXXXXXXX.safetensors` + `step-XXXXXXXX.pt`, and `latest.json`
-(written last, atomically) naming the complete pair; older pairs are deleted after a new one is in place.
+Checkpoint folder `<out>.ckpt/`: `step-XXXXXXXX.safetensors` + `step-XXXXXXXX.pt` (+ `step-XXXXXXXX.best.safetensors`,
+the best weights so far), and `latest.json` (written last, atomically) naming the complete set; older sets are
+deleted after a new one is in place. The early-stopping state (best step / value, evaluations since) and the
+training time so far are in the `.pt`, so a resumed run stops where an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -41,14 +49,14 @@ AMP_MODES = ("none", "bf16", "fp16")
 # Settings that change which batches / updates a step sees: a resumed run must keep them.
 IDENTITY_KEYS = ("model_config", "train_data")
 RESUME_KEYS = ("batch_size", "grad_accum", "seed", "lr", "weight_decay", "warmup_steps", "schedule",
-               "max_grad_norm", "max_length", "loss", "amp")
+               "max_grad_norm", "max_length", "loss", "amp", "eval_every", "eval_size", "patience", "min_delta")
 
 
 @dataclass
 class TrainConfig:
     """Optimisation settings (validated by `validate`, which the CLI and Trainer call)."""
 
-    steps: int = 1000
+    steps: int = 1000  # the step budget (max steps)
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 5e-5
@@ -57,7 +65,9 @@ class TrainConfig:
     schedule: str = "linear"  # linear | cosine | constant decay after warmup
     max_grad_norm: float = 1.0  # 0: no clipping
     max_length: int = 64
-    eval_every: int = 100  # 0: only at the end
+    eval_every: int = 100  # 0: only at the end (then no early stopping)
+    patience: int = 0  # stop after this many evaluations without improvement; 0: never stop early
+    min_delta: float = 0.0  # an evaluation improves when the metric drops by more than this
     eval_size: int = 1000  # held-out rows used (first N)
     seed: int = 0
     amp: str = "none"  # none | bf16 | fp16 (autocast on CUDA only)
@@ -84,6 +94,8 @@ class TrainConfig:
              "an integer >= 0 (0: no checkpoints)")
         need(math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm",
              "a number >= 0 (0: no clipping)")
+        need(isinstance(self.patience, int) and self.patience >= 0, "patience", "an integer >= 0")
+        need(self.min_delta >= 0 and math.isfinite(self.min_delta), "min_delta", "a finite number >= 0")
         need(self.amp in AMP_MODES, "amp", f"one of {list(AMP_MODES)}")
         get_loss(self.loss)
         return self
@@ -189,6 +201,33 @@ def evaluate(model: RewardModel, data: LabeledTexts, collate: Collator, batch_si
     return out
 
 
+@torch.no_grad()
+def evaluate_objective(objective: Objective, model: RewardModel, data: LabeledTexts, collate: Collator,
+                       batch_size: int, device: torch.device, seed: int,
+                       autocast: Callable[[], Any] = contextlib.nullcontext,
+                       limit: int | None = None) -> dict[str, float]:
+    """Held-out value of a (non-label) objective and of each part it logs, as `heldout_objective[/part]`.
+
+    Batch means weighted by texts per batch; random draws (e.g. random distillation candidates) come from
+    generators seeded by (seed, batch), so every evaluation sees the same candidates.
+    """
+    was_training = model.training
+    model.eval()
+    n = len(data) if limit is None else min(limit, len(data))
+    sums: dict[str, float] = {}
+    for b, start in enumerate(range(0, n, batch_size)):
+        rows = [data[i] for i in range(start, min(n, start + batch_size))]
+        batch = {k: v.to(device) for k, v in collate(rows).items()}
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 + b)
+        with autocast():
+            loss, parts = objective(model, batch, gen)
+        for key, value in {"heldout_objective": float(loss), **{f"heldout_objective/{k}": v
+                                                                for k, v in parts.items()}}.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * len(rows)
+    model.train(was_training)
+    return {k: v / n for k, v in sums.items()} if n else {}
+
+
 def checkpoint_dir(out: str | os.PathLike) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".ckpt")
@@ -230,6 +269,14 @@ class Trainer:
         self.step = 0
         self.rows: list[dict[str, Any]] = []
         self.loss_sum, self.loss_n = 0.0, 0
+        # early stopping: the metric it watches, the best evaluation so far and its weights (CPU copy)
+        self.monitor = "heldout_mse" if isinstance(self.objective, LabelObjective) else "heldout_objective"
+        self.best_step: int | None = None
+        self.best_value = math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.evals_since_best = 0
+        self.stop_reason: str | None = None
+        self.train_seconds = 0.0  # over all runs of a resumed training
 
     # ---- helpers ------------------------------------------------------------------------------
     def autocast(self):
@@ -247,8 +294,26 @@ class Trainer:
     def evaluate(self) -> dict[str, float | None]:
         if self.heldout_data is None or len(self.heldout_data) == 0:
             return {}
-        return evaluate(self.model, self.heldout_data, self.collate, self.eval_batch_size, self.device,
-                        self.autocast, limit=self.cfg.eval_size)
+        out = evaluate(self.model, self.heldout_data, self.collate, self.eval_batch_size, self.device,
+                       self.autocast, limit=self.cfg.eval_size)
+        if not isinstance(self.objective, LabelObjective):
+            out.update(evaluate_objective(self.objective, self.model, self.heldout_data, self.collate,
+                                          self.eval_batch_size, self.device, self.cfg.seed, self.autocast,
+                                          limit=self.cfg.eval_size))
+        return out
+
+    def update_best(self, row: dict[str, Any]) -> None:
+        """Early-stopping bookkeeping after an evaluation: a new best, or one more evaluation without."""
+        value = row.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        if self.best_step is None or value < self.best_value - self.cfg.min_delta:
+            self.best_step, self.best_value, self.evals_since_best = self.step, float(value), 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.trainable_state_dict().items()}
+        else:
+            self.evals_since_best += 1
+            if self.cfg.patience > 0 and self.evals_since_best >= self.cfg.patience:
+                self.stop_reason = "early_stopping"
 
     # ---- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -260,6 +325,12 @@ class Trainer:
         with atomic_path(self.ckpt / f"{stem}.safetensors") as tmp:
             save_file(tensors, str(tmp))
             set_output_mode(tmp)
+        best = None
+        if self.best_state is not None:
+            best = f"{stem}.best.safetensors"
+            with atomic_path(self.ckpt / best) as tmp:
+                save_file(self.best_state, str(tmp))
+                set_output_mode(tmp)
         state = {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
@@ -269,13 +340,17 @@ class Trainer:
             "rows": self.rows,
             "loss_sum": self.loss_sum,
             "loss_n": self.loss_n,
+            "best_step": -1 if self.best_step is None else self.best_step,
+            "best_value": self.best_value,
+            "evals_since_best": self.evals_since_best,
+            "train_seconds": self.train_seconds,
             "train_config": dataclasses.asdict(self.cfg),
             "identity": self.identity(),
         }
         with atomic_path(self.ckpt / f"{stem}.pt") as tmp:
             torch.save(state, tmp)
         write_json(self.ckpt / "latest.json", {"step": self.step, "weights": f"{stem}.safetensors",
-                                               "state": f"{stem}.pt"})
+                                               "state": f"{stem}.pt", "best": best})
         for old in self.ckpt.glob("step-*"):
             if not old.name.startswith(stem):
                 old.unlink(missing_ok=True)
@@ -296,6 +371,10 @@ class Trainer:
             state = torch.load(current, map_location="cpu", weights_only=True)
             current = self.ckpt / meta["weights"]
             tensors = load_file(str(current))
+            best = None
+            if meta.get("best"):
+                current = self.ckpt / meta["best"]
+                best = load_file(str(current))
         except Exception as exc:  # corrupt file, truncated write, or a pickle that is not plain tensors/state
             reason = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelError(f"{current}: cannot resume from this checkpoint ({type(exc).__name__}: {reason}); "
@@ -320,6 +399,10 @@ class Trainer:
         self.step = int(state["step"])
         self.rows = list(state["rows"])
         self.loss_sum, self.loss_n = float(state["loss_sum"]), int(state["loss_n"])
+        self.best_step = None if int(state["best_step"]) < 0 else int(state["best_step"])
+        self.best_value, self.best_state = float(state["best_value"]), best
+        self.evals_since_best = int(state["evals_since_best"])
+        self.train_seconds = float(state["train_seconds"])
         log.info("resuming from %s at step %d", self.ckpt, self.step)
         return True
 
@@ -359,29 +442,34 @@ class Trainer:
         self.step += 1
         return total
 
-    def log_eval(self, lr: float, steps_per_s: float) -> dict[str, Any]:
+    def log_eval(self, lr: float, steps_per_s: float | None) -> dict[str, Any]:
         row: dict[str, Any] = {"step": self.step, "lr": lr,
                                "train_loss": self.loss_sum / self.loss_n if self.loss_n else None,
                                "steps_per_s": steps_per_s}
         row.update(self.evaluate())
         self.rows.append(row)
         self.loss_sum, self.loss_n = 0.0, 0
-        log.info("step %d: train_loss %s, heldout_mse %s, heldout_auc %s", row["step"], _fmt(row["train_loss"]),
-                 _fmt(row.get("heldout_mse")), _fmt(row.get("heldout_auc")))
+        self.update_best(row)
+        log.info("step %d: train_loss %s, heldout_mse %s, heldout_auc %s%s", row["step"], _fmt(row["train_loss"]),
+                 _fmt(row.get("heldout_mse")), _fmt(row.get("heldout_auc")),
+                 "" if self.monitor == "heldout_mse" else f", {self.monitor} {_fmt(row.get(self.monitor))}")
         return row
 
     def train(self) -> dict[str, Any]:
-        """Run (or resume) to `steps` updates, then write the final model folder; returns the summary."""
+        """Run (or resume) until early stopping or `steps` updates, then write the best model; returns the summary."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
         if not self.load_checkpoint():
             torch.manual_seed(cfg.seed)
+        if cfg.patience > 0 and self.evals_since_best >= cfg.patience:
+            self.stop_reason = "early_stopping"  # killed after the deciding evaluation, before the final write
         self.model.train()
         start_step, t0 = self.step, time.perf_counter()
+        self._clock = t0
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.parametrization}",
                    disable=None, dynamic_ncols=True)
-        while self.step < cfg.steps:
+        while self.step < cfg.steps and self.stop_reason is None:
             loss = self.train_step()
             if not math.isfinite(loss):
                 raise ModelError(f"{self.out}: training loss is {loss} at step {self.step}; expected a finite number "
@@ -395,35 +483,59 @@ class Trainer:
                 self.log_eval(cfg.lr_at(self.step - 1), sps)
                 self.model.train()
             if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.add_train_time()
                 self.save_checkpoint()
             if self.on_step is not None:
                 self.on_step(self.step)
         bar.close()
-        elapsed = time.perf_counter() - t0
         done = self.step - start_step
+        elapsed = time.perf_counter() - t0
         sps = done / elapsed if done and elapsed > 0 else None
-        final = self.log_eval(cfg.lr_at(cfg.steps - 1), sps) if (not self.rows or self.rows[-1]["step"] != self.step) \
-            else self.rows[-1]
+        if not self.rows or self.rows[-1]["step"] != self.step:
+            self.log_eval(cfg.lr_at(self.step - 1), sps)
+        self.add_train_time()
+        if self.stop_reason is None or self.step >= cfg.steps:
+            self.stop_reason = "max_steps"
+        best = self.rows[-1]
+        if self.best_state is not None:  # the saved model is the best evaluated one
+            self.model.load_state_dict({k: v.to(self.device) for k, v in self.best_state.items()}, strict=False)
+            best = next(r for r in self.rows if r["step"] == self.best_step)
         self.model.eval()
+        best_step = self.best_step if self.best_step is not None else self.step
+        per_step = cfg.batch_size * cfg.grad_accum
         summary = {
             "parametrization": self.model.config.parametrization,
-            "steps": cfg.steps,
+            "steps": self.step,
+            "max_steps": cfg.steps,
+            "best_step": best_step,
+            "stop_reason": self.stop_reason,
+            "monitor": self.monitor,
+            "examples_seen": self.step * per_step,
+            "examples_seen_at_best": best_step * per_step,
+            "epochs": self.step * per_step / len(self.train_data),
+            "train_seconds": self.train_seconds,
             "steps_this_run": done,
             "resumed_from_step": start_step,
             "seconds_this_run": elapsed,
             "steps_per_s": sps,
-            "examples_per_s": sps * cfg.batch_size * cfg.grad_accum if sps else None,
+            "examples_per_s": sps * per_step if sps else None,
             "device": str(self.device),
             "train_size": len(self.train_data),
             "heldout_size": len(self.heldout_data) if self.heldout_data is not None else 0,
-            "final": {k: v for k, v in final.items() if k.startswith("heldout") or k == "train_loss"},
+            "final": {k: v for k, v in best.items() if k.startswith("heldout") or k == "train_loss"},
             "train_config": dataclasses.asdict(cfg),
         }
         self.write_final(summary)
         shutil.rmtree(self.ckpt, ignore_errors=True)
-        log.info("trained %s: %d steps (%.3f steps/s this run) -> %s", summary["parametrization"], cfg.steps,
-                 sps or float("nan"), self.out)
+        log.info("trained %s: %d of %d steps (%s), best at step %d (%.1f s) -> %s", summary["parametrization"],
+                 self.step, cfg.steps, self.stop_reason, best_step, self.train_seconds, self.out)
         return summary
+
+    def add_train_time(self) -> None:
+        """Add the time since the last call to the total over all (resumed) runs."""
+        now = time.perf_counter()
+        self.train_seconds += now - self._clock
+        self._clock = now
 
     def write_final(self, summary: dict[str, Any]) -> None:
         """Model + train_log.jsonl + train_summary.json appear together (one rename of the folder)."""

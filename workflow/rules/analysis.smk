@@ -50,7 +50,10 @@ def latency_args(wc):
         f"--reward-layers {layers} --methods {','.join(LATENCY['methods'])}",
         f"--top-k {_ints(LATENCY['top_k'])} --batch-sizes {_ints(LATENCY['batch_sizes'])}",
         f"--new-tokens {_ints(LATENCY['new_tokens'])} --prompt-len {LATENCY['prompt_len']}",
-        f"--warmup {LATENCY['warmup']} --repeats {LATENCY['repeats']} --loop-max-k {LATENCY['loop_max_k']}",
+        f"--min-run-time {LATENCY['min_run_time']} --max-run-time {LATENCY['max_run_time']}",
+        f"--min-samples {LATENCY['min_samples']} --spread-max {LATENCY['spread_max']}",
+        f"--drift-max {LATENCY['drift_max']} --load-max {LATENCY['load_max']} --retries {LATENCY['retries']}",
+        f"--loop-max-k {LATENCY['loop_max_k']}",
         f"--mlp-rank {LATENCY['mlp_rank'] or config['training']['mlp_rank']} --dtype {LATENCY['dtype']}",
         f"--device {LATENCY['device']}" if LATENCY["device"] else "",
         f"--seed {SEED}",
@@ -74,7 +77,7 @@ rule latency:
                    category="Latency", labels={"figure": "ms/token vs k"}),
     params:
         args=latency_args,
-        code=code_version("commands/latency.py", "analysis/", "rewards/"),
+        code=code_version("commands/latency.py", "analysis/latency.py", "reporting/latency.py", "rewards/", "decoding/"),
     log:
         f"{W}/logs/analysis/latency.log",
     threads: res("latency", "threads")
@@ -91,13 +94,18 @@ def rank_methods():
     return [p for p in (RANK["methods"] or PARAMS) if p in PARAMS]
 
 
-def rank_prefix_file(task):
-    """Prefixes come from the task's plain generations (prompt + continuations), else from its prompt file."""
-    gtask = next(g for g, info in GEN_TASKS.items() if info["task"] == task)
-    if config["generation"]["plain"]:
-        k = config["tasks"][task]["top_k"][0]
-        return f"{W}/gen/{gtask}/plain_b0_k{k}.jsonl"
-    return f"{W}/data/prompts/{GEN_TASKS[gtask]['prompts']}.jsonl"
+def rank_prefix_files(task):
+    """Prefix sources: the task's plain generations (prompts + continuations; else its prompt files) and its
+    held-out training texts."""
+    files = []
+    for gtask, info in GEN_TASKS.items():
+        if info["task"] != task:
+            continue
+        if config["generation"]["plain"]:
+            files.append(f"{W}/gen/{gtask}/plain_b0_k{config['tasks'][task]['top_k'][0]}.jsonl")
+        else:
+            files.append(f"{W}/data/prompts/{info['prompts']}.jsonl")
+    return files + [f"{W}/data/{task}/heldout.jsonl"]
 
 
 def rank_tasks():
@@ -106,10 +114,11 @@ def rank_tasks():
 
 def rank_args(wc):
     args = [f"--model {_q(f'{t}:{p}={W}/rewards/{t}/{p}')}" for t in rank_tasks() for p in rank_methods()]
-    args += [f"--prefixes {_q(f'{t}={rank_prefix_file(t)}')}" for t in rank_tasks()]
+    args += [f"--prefixes {_q(f'{t}={f}')}" for t in rank_tasks() for f in rank_prefix_files(t)]
     args += [
-        f"--n-prefixes {RANK['n_prefixes']} --cuts {RANK['cuts']} --columns {RANK['columns']}",
-        f"--top-k {RANK['top_k']} --base {_q(config['models']['base'])}" if RANK["columns"] == "topk" else "",
+        f"--n-prefixes {RANK['n_prefixes']} --cuts {RANK['cuts']}",
+        f"--sizes {','.join(map(str, RANK['sizes']))}" if RANK["sizes"] else "",
+        f"--columns {RANK['columns']} --n-columns {RANK['n_columns']}",
         f"--max-length {RANK['max_length']} --batch-size {RANK['batch_size']} --chunk-size {RANK['chunk_size']}",
         f"--device {RANK['device']}" if RANK["device"] else "",
         f"--seed {SEED}",
@@ -120,13 +129,15 @@ def rank_args(wc):
 rule rank:
     input:
         rewards=[f"{W}/rewards/{t}/{p}/{f}" for t in rank_tasks() for p in rank_methods() for f in REWARD_FILES],
-        prefixes=[rank_prefix_file(t) for t in rank_tasks()],
-        models=model_markers(config["models"]["base"], config["models"]["reward_backbone"]),
+        prefixes=[f for t in rank_tasks() for f in rank_prefix_files(t)],
+        models=model_markers(config["models"]["reward_backbone"]),
         run=RUN_STAMP,
     output:
         csv=report(f"{RESULTS}/tables/rank.csv", caption=os.path.join(ANALYSIS_CAPTIONS, "rank_table.rst"),
                    category="Rank analysis", labels={"table": "rank"}),
         md=f"{RESULTS}/tables/rank.md",
+        vs_n_csv=f"{RESULTS}/tables/rank_vs_n.csv",
+        vs_n_md=f"{RESULTS}/tables/rank_vs_n.md",
         spectrum=f"{RESULTS}/tables/rank_spectrum.csv",
         fig_spectrum=report(f"{FIGURES}/rank_spectrum.png", caption=os.path.join(ANALYSIS_CAPTIONS, "rank_spectrum.rst"),
                             category="Rank analysis", labels={"figure": "spectrum"}),
@@ -134,7 +145,7 @@ rule rank:
                           category="Rank analysis", labels={"figure": "rank vs. prefixes"}),
     params:
         args=rank_args,
-        code=code_version("commands/rank.py", "analysis/", "rewards/"),
+        code=code_version("commands/rank.py", "analysis/", "rewards/", "reporting/rank.py"),
     log:
         f"{W}/logs/analysis/rank.log",
     threads: res("rank", "threads")
@@ -144,6 +155,7 @@ rule rank:
         gpu=res("rank", "gpu"),
     shell:
         THREADS_ENV + " {BENCH} rank {params.args} --out-csv {output.csv:q} --out-md {output.md:q}"
+        " --out-vs-n-csv {output.vs_n_csv:q} --out-vs-n-md {output.vs_n_md:q}"
         " --out-spectrum {output.spectrum:q} --fig-spectrum {output.fig_spectrum:q}"
         " --fig-growth {output.fig_growth:q} > {log:q} 2>&1"
 
@@ -155,6 +167,8 @@ if RANK["enabled"] and rank_tasks() and rank_methods():
     ANALYSIS_TARGETS += [
         f"{RESULTS}/tables/rank.csv",
         f"{RESULTS}/tables/rank.md",
+        f"{RESULTS}/tables/rank_vs_n.csv",
+        f"{RESULTS}/tables/rank_vs_n.md",
         f"{FIGURES}/rank_spectrum.png",
         f"{FIGURES}/rank_vs_prefixes.png",
     ]

@@ -11,14 +11,17 @@ REWARD_FILES = ("model.safetensors", "reward_config.json", "train_summary.json",
 def train_args(wc):
     """The flags every parametrization shares, from config.training (+ its per-parametrization overrides)."""
     t = config["training"]
-    o = {**{k: t[k] for k in ("steps", "batch_size", "lr", "extra_args")}, **t["overrides"].get(wc.param, {})}
+    keys = ("max_steps", "eval_every", "patience", "min_delta", "batch_size", "lr", "extra_args")
+    o = {**{k: t[k] for k in keys}, **t["overrides"].get(wc.param, {})}
     task = config["tasks"][wc.task]
     layers = config["models"]["reward_num_layers"]
     args = [
         f"--backbone {shlex.quote(config['models']['reward_backbone'])}",
         f"--num-layers {layers}" if layers else "",
         f"--attributes {','.join(task['attributes'])} --steer-attribute {task['steer_attribute']}",
-        f"--steps {o['steps']} --batch-size {o['batch_size']} --lr {o['lr']} --max-length {t['max_length']}",
+        f"--max-steps {o['max_steps']} --eval-every {o['eval_every']} --patience {o['patience']}"
+        f" --min-delta {o['min_delta']:g}",
+        f"--batch-size {o['batch_size']} --lr {o['lr']} --max-length {t['max_length']}",
         f"--seed {SEED}",
         f"--mlp-rank {t['mlp_rank']}" if wc.param == "arm-mlp" else "",
         o["extra_args"],
