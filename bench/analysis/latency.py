@@ -31,8 +31,12 @@ from bench.rewards.base import PrefixCache, RewardConfig, RewardModel, cache_kwa
 
 log = logging.getLogger(__name__)
 
-REWARD_METHODS = ("rad", "rad-loop", "arm", "arm-baseline", "arm-mlp", "arm-distill")
-ALL_METHODS = ("plain",) + REWARD_METHODS
+
+def all_methods() -> list[str]:
+    """"plain" plus every registered parametrization and its latency variants (e.g. rad-loop)."""
+    from bench.rewards.registry import latency_methods
+
+    return ["plain", *latency_methods()]
 
 
 @dataclass
@@ -59,9 +63,9 @@ class LatencyConfig:
     paired: bool = True  # re-time plain decoding alternately with every cell (ratios robust to drift)
 
     def __post_init__(self) -> None:
-        bad = [m for m in self.methods if m not in ALL_METHODS]
+        bad = [m for m in self.methods if m not in all_methods()]
         if bad:
-            raise ConfigError(f"latency: unknown method(s) {bad}; expected a subset of {list(ALL_METHODS)}")
+            raise ConfigError(f"latency: unknown method(s) {bad}; expected a subset of {all_methods()}")
         for key in ("top_k", "batch_sizes", "new_tokens"):
             vals = getattr(self, key)
             if not vals or any(int(v) < 1 for v in vals):
@@ -250,14 +254,14 @@ def protocol(cfg: LatencyConfig, device: torch.device) -> dict[str, Any]:
 
 def build_models(cfg: LatencyConfig, device: torch.device) -> tuple[nn.Module, dict[str, RewardModel]]:
     from bench.models.loading import load_causal_lm
-    from bench.rewards.registry import build_reward_model, load_reward_model
+    from bench.rewards.registry import build_reward_model, get, latency_methods, load_reward_model
 
     lm = load_causal_lm(cfg.base, dtype=cfg.dtype, device=str(device))
     models: dict[str, RewardModel] = {}
     for method in cfg.methods:
         if method == "plain":
             continue
-        param = "rad" if method == "rad-loop" else method
+        param = latency_methods()[method]
         if param in models:
             models[method] = models[param]
             continue
@@ -266,7 +270,7 @@ def build_models(cfg: LatencyConfig, device: torch.device) -> tuple[nn.Module, d
             rm = load_reward_model(folder, device=str(device), expected_parametrization=param)
         else:
             rc = RewardConfig(parametrization=param, backbone=cfg.reward, num_layers=cfg.reward_layers,
-                              dtype=cfg.dtype, mlp_rank=cfg.mlp_rank if param == "arm-mlp" else None)
+                              dtype=cfg.dtype, mlp_rank=cfg.mlp_rank if get(param).mlp_rank else None)
             rm = build_reward_model(rc, device=str(device))
         rm.eval()
         models[method] = rm

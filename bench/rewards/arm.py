@@ -5,14 +5,13 @@ state of the prefix, W maps it to m vectors in the output-embedding space, and e
 frozen output embeddings. So one forward scores the whole vocabulary; decoding costs one call per token
 however many candidates are scored, and the KV cache only ever reads the sampled tokens.
 
-Parametrizations: "arm" (no baseline), "arm-baseline" and "arm-distill" (baseline on; distill is trained
-from a RAD teacher by `bench.training.distill`).
+Registered as "arm" (no baseline), "arm-baseline" and "arm-distill" (baseline on; distill is trained
+from a RAD teacher by `bench.training.distill`): see bench/rewards/registry.py.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 from torch import nn
@@ -23,19 +22,13 @@ from bench.rewards.base import cache_kwarg, output_cache
 
 log = logging.getLogger(__name__)
 
-ARM_NAMES = ("arm", "arm-baseline", "arm-distill")
-BASELINE_NAMES = ("arm-baseline", "arm-distill", "arm-mlp")
-
 
 class ARMRewardModel(RewardModel):
     """Trunk + W (+ w) over frozen output embeddings; see the module docstring for the math."""
 
-    parametrization = "arm"
-
     def __init__(self, config: RewardConfig) -> None:
-        if config.parametrization in BASELINE_NAMES:
-            config.baseline = True
         super().__init__(config)
+        config = self.config
         from bench.models.loading import load_causal_lm
 
         lm = load_causal_lm(config.backbone, dtype=config.dtype, device="cpu", num_layers=config.num_layers)
@@ -74,16 +67,6 @@ class ARMRewardModel(RewardModel):
         """Like the base class, but a tied embedding registered under two names is frozen under both."""
         frozen = {n for n, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}
         return {k: v.detach().contiguous() for k, v in self.state_dict().items() if k not in frozen}
-
-    @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str | None = "cpu", **kwargs) -> RewardModel:
-        """Any ARM folder ("arm", "arm-baseline", "arm-distill") loads as this class."""
-        from bench.rewards.registry import load_reward_model, read_reward_config
-
-        name = read_reward_config(folder).parametrization
-        if name not in ARM_NAMES:
-            raise ModelError(f"{folder}: checkpoint is a '{name}' reward model, expected one of {list(ARM_NAMES)}")
-        return load_reward_model(folder, device=device, expected_parametrization=name, **kwargs)
 
     # ---- the math -----------------------------------------------------------------------------
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
