@@ -1,7 +1,7 @@
 """RealToxicityPrompts prompts for detoxification: non-toxic prompts (Perspective toxicity < 0.5) with
 their Perspective scores kept, so the offline scorer's agreement with Perspective can be measured.
 
-Local: a JSONL in the RTP schema (mirror: `rtp/decodingtrust_nontoxic.jsonl`). Hub: `allenai/real-toxicity-prompts`
+Local: a JSONL in the RTP schema (shipped: `rtp/decodingtrust_nontoxic.jsonl`). Hub: `allenai/real-toxicity-prompts`
 (one split, ~99k rows). Both are filtered to prompt toxicity < `max_toxicity` and then sampled with a seed.
 """
 
@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable
 
-from bench.data.paths import data_dir
-from bench.data.sources import Records, SourceInfo, load_hub, progress, require_file, resolve_source
+from bench.data.sources import Records, SourceInfo, find_local, load_hub, progress, require_file, resolve_source
 from bench.data.splits import finish_prompt_set
 from bench.errors import DataError
 from bench.utils.io import iter_jsonl
@@ -24,8 +23,7 @@ PAPER_SIZE = 10_000
 
 
 def default_source() -> str:
-    root = data_dir()
-    return MIRROR if root is not None and (root / MIRROR).exists() else HUB_ID
+    return MIRROR if find_local(MIRROR) is not None else HUB_ID
 
 
 def _scores(block: Any, where: str) -> dict[str, float | None]:
