@@ -13,6 +13,7 @@ default), tables under `{results_dir}/tables/`, figures under `{figures_dir}/`. 
 import copy
 import hashlib
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -22,13 +23,15 @@ import yaml
 sys.path.insert(0, workflow.basedir)
 # `python -m bench` in every rule finds this checkout even with --directory elsewhere and no pip install
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
-from bench.config import validate_config  # noqa: E402
+from bench.config import resource, validate_config  # noqa: E402
 from bench.data.sources import resolve_source as _resolve_source  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
+from bench.rewards import registry  # noqa: E402  (parametrization names, training modes, teachers; no torch)
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
 # Not a `configfile:` directive: Snakemake would merge default.yaml UNDER a --configfile, leaking its keys
 # into e.g. the test config. default.yaml applies only when no --configfile is given.
+# The one validation of the config (one schema, defaults filled): every rule file reads the filled dict.
 if not workflow.overwrite_configfiles:
     _base = yaml.safe_load((Path(workflow.basedir) / "config" / "default.yaml").read_text())
     _over = copy.deepcopy(dict(config))
@@ -79,9 +82,12 @@ def code_version(*parts):
 # ---------------------------------------------------------------------------------------- helpers
 def res(rule_name, key):
     """A rule's resource from config.resources.<rule> -> resources.default -> built-in default."""
-    builtin = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
-    r = config["resources"]
-    return r.get(rule_name, {}).get(key, r.get("default", {}).get(key, builtin[key]))
+    return resource(config, rule_name, key)
+
+
+def name_pattern(names):
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 def resolve_source(src):
@@ -130,17 +136,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
-
-
-ANALYSIS_TARGETS = []
-if os.path.exists(os.path.join(workflow.basedir, "workflow", "rules", "analysis.smk")):
-
-    include: "workflow/rules/analysis.smk"
-
-
-def analysis_targets():
-    t = globals().get("ANALYSIS_TARGETS", [])
-    return list(t() if callable(t) else t)
+include: "workflow/rules/analysis.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -1,15 +1,15 @@
-"""The pipeline config (config/*.yaml): JSON-schema validation, defaults, and typed views.
+"""The pipeline config (config/*.yaml): one JSON schema, validated once, defaults filled.
 
-The Snakefile and any `bench` code that needs the pipeline config go through `load_config` /
-`validate_config`, so a wrong key or type fails at once, naming the key, instead of half-way through a run.
-The schema lives in `workflow/schemas/config.schema.yaml` (one source of truth for Snakemake and Python).
+The Snakefile calls `validate_config` once on its merged config; `bench` code and tests use `load_config`.
+A wrong key or type fails at once, naming the key, instead of half-way through a run. The schema lives in
+`workflow/schemas/config.schema.yaml`; its parametrization and latency-method enums are filled in here from
+`bench.rewards.registry`, so the names are declared once.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,23 @@ from bench.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_TOP_K = [20]
-PARAMETRIZATIONS = ("rad", "arm", "arm-baseline", "arm-mlp", "arm-distill")
 
 
 def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """The schema, with `$defs.parametrization` / `$defs.latency_method` enumerating the registry's names."""
+    from bench.rewards.registry import latency_methods, names
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config schema not found (run from a checkout of the repository)")
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    schema = yaml.safe_load(path.read_text(encoding="utf-8"))
+    defs = schema.get("$defs", {})
+    if "parametrization" in defs:
+        defs["parametrization"]["enum"] = names()
+        schema["properties"]["training"]["properties"]["parametrizations"]["default"] = names()
+    if "latency_method" in defs:
+        defs["latency_method"]["enum"] = ["plain", *latency_methods()]
+    return schema
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -105,7 +114,8 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
     return config
 
 
-def load_config(path: str | os.PathLike) -> "PipelineConfig":
+def load_config(path: str | os.PathLike) -> dict:
+    """Read, validate and fill a config file (the same dict the Snakefile works with)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
@@ -113,165 +123,13 @@ def load_config(path: str | os.PathLike) -> "PipelineConfig":
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return PipelineConfig.from_dict(validate_config(raw, source=str(path)))
+    return validate_config(raw, source=str(path))
 
 
-@dataclass(frozen=True)
-class Resources:
-    threads: int = 1
-    mem_mb: int = 2000
-    runtime: int = 60
-    gpu: int = 0
+BUILTIN_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 
 
-@dataclass(frozen=True)
-class TrainSource:
-    dataset: str
-    source: str
-    n_train: int
-    n_heldout: int
-    balance: bool = False
-
-
-@dataclass(frozen=True)
-class PromptSource:
-    dataset: str
-    source: str
-    n: int
-    n_by_type: dict[str, int] = field(default_factory=dict)
-    allow_fewer: bool = False
-    max_toxicity: float | None = None
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    name: str
-    enabled: bool
-    attributes: list[str]
-    steer_attribute: str
-    train: list[TrainSource]
-    prompts: PromptSource
-    betas: list[float]
-    top_k: list[int]
-    direction: str = "away"
-    targets: dict[str, list[str]] = field(default_factory=dict)
-
-
-TRAIN_RUN_KEYS = ("max_steps", "eval_every", "patience", "min_delta", "batch_size", "lr", "extra_args")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    parametrizations: list[str]
-    max_steps: int
-    eval_every: int
-    patience: int
-    min_delta: float
-    batch_size: int
-    lr: float
-    max_length: int
-    mlp_rank: int
-    extra_args: str
-    overrides: dict[str, dict[str, Any]]
-
-    def for_parametrization(self, name: str) -> dict[str, Any]:
-        """Budget / early stopping / batch_size / lr / extra_args of one parametrization, overrides applied."""
-        out = {k: getattr(self, k) for k in TRAIN_RUN_KEYS}
-        out.update(self.overrides.get(name, {}))
-        return out
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    plain: bool
-    num_samples: int
-    max_new_tokens: int
-    batch_size: int
-    extra_args: str
-
-
-@dataclass(frozen=True)
-class ScoringConfig:
-    toxicity_scorer: str
-    sentiment_scorer: str
-    fluency_model: str | None
-    sentiment_train: str
-    sentiment_dev: str
-    sentiment_max_train: int | None
-    extra_args: str
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    name: str
-    work_dir: str
-    results_dir: str
-    figures_dir: str
-    data_dir: str | None
-    seed: int
-    base: str
-    reward_backbone: str
-    reward_num_layers: int | None
-    convert: list[str]
-    tasks: dict[str, TaskConfig]
-    training: TrainingConfig
-    generation: GenerationConfig
-    scoring: ScoringConfig
-    resources: dict[str, Resources]
-    raw: dict[str, Any]
-
-    @classmethod
-    def from_dict(cls, cfg: dict) -> "PipelineConfig":
-        """Build from a config that `validate_config` has already checked and filled."""
-        tasks = {}
-        for name, t in cfg.get("tasks", {}).items():
-            tasks[name] = TaskConfig(
-                name=name,
-                enabled=t["enabled"],
-                attributes=list(t["attributes"]),
-                steer_attribute=t["steer_attribute"],
-                train=[TrainSource(**s) for s in t["train"]],
-                prompts=PromptSource(**t["prompts"]),
-                betas=[float(b) for b in t["betas"]],
-                top_k=[int(k) for k in t["top_k"]],
-                direction=t.get("direction", "away"),
-                targets={k: list(v) for k, v in t.get("targets", {}).items()},
-            )
-        tr, gen, sc = cfg.get("training", {}), cfg.get("generation", {}), cfg.get("scoring", {})
-        default_res = cfg.get("resources", {}).get("default", {})
-        resources = {k: Resources(**{**default_res, **v}) for k, v in cfg.get("resources", {}).items()}
-        resources.setdefault("default", Resources(**default_res))
-        return cls(
-            name=cfg["name"],
-            work_dir=cfg["work_dir"],
-            results_dir=cfg["results_dir"],
-            figures_dir=cfg["figures_dir"],
-            data_dir=cfg.get("data_dir"),
-            seed=cfg["seed"],
-            base=cfg["models"]["base"],
-            reward_backbone=cfg["models"]["reward_backbone"],
-            reward_num_layers=cfg["models"].get("reward_num_layers"),
-            convert=list(cfg["models"].get("convert", [])),
-            tasks=tasks,
-            training=TrainingConfig(**tr),
-            generation=GenerationConfig(**gen),
-            scoring=ScoringConfig(
-                toxicity_scorer=sc["toxicity_scorer"],
-                sentiment_scorer=sc["sentiment_scorer"],
-                fluency_model=sc.get("fluency_model"),
-                sentiment_train=sc["sentiment_classifier"]["train"],
-                sentiment_dev=sc["sentiment_classifier"]["dev"],
-                sentiment_max_train=sc["sentiment_classifier"].get("max_train"),
-                extra_args=sc["extra_args"],
-            ),
-            resources=resources,
-            raw=cfg,
-        )
-
-    def resources_for(self, rule: str) -> Resources:
-        """A rule's resources: its own keys, then resources.default's, then the dataclass defaults."""
-        return self.resources.get(rule) or self.resources["default"]
-
-    @property
-    def enabled_tasks(self) -> list[TaskConfig]:
-        return [t for t in self.tasks.values() if t.enabled]
+def resource(config: dict, rule: str, key: str) -> int:
+    """A rule's resource: resources.<rule>.<key>, else resources.default.<key>, else the built-in default."""
+    r = config.get("resources", {})
+    return r.get(rule, {}).get(key, r.get("default", {}).get(key, BUILTIN_RESOURCES[key]))

@@ -111,9 +111,8 @@ def make_reward_folder(folder: str | os.PathLike, parametrization: str = "rad", 
     from bench.rewards.base import RewardConfig
     from bench.rewards.registry import build_reward_model, save_reward_model
 
-    baseline = parametrization in ("arm-baseline", "arm-distill")
     cfg = RewardConfig(parametrization=parametrization, backbone=backbone, num_layers=num_layers,
-                       attributes=list(attributes), baseline=baseline)
+                       attributes=list(attributes))  # the baseline follows from the name (registry)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_reward_model(cfg)

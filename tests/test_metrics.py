@@ -163,6 +163,59 @@ def test_cache_concurrent_writers(tmp_path):
     assert len(ScoreCache(db)) == 400
 
 
+def test_cache_retries_while_another_job_holds_the_write_lock(tmp_path, caplog):
+    import sqlite3
+    import threading
+
+    db = str(tmp_path / "scores.sqlite")
+    cache = ScoreCache(db, timeout_s=0.01)  # the busy timeout alone cannot outwait the holder below
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another score job in the middle of a write
+    release = threading.Timer(0.3, holder.commit)
+    release.start()
+    with caplog.at_level("WARNING", logger="bench.metrics.cache"):
+        cache.put_many("s", "v", {"h1": 0.25})
+    release.join()
+    assert "busy" in caplog.text  # it did fail at first, and the retries got it through
+    assert cache.get_many("s", "v", ["h1", "h2"]) == {"h1": 0.25}
+    holder.close()
+
+
+def _score_shared(db, job, texts, out_q):
+    """One score job: its own process and connection, scoring one text per batch (many write transactions)."""
+    scorer = CountingScorer()
+    scorer.batch_size = 1
+    cache = ScoreCache(db, timeout_s=0.05)  # a short busy timeout: contention must be survived by the retries
+    scores, _ = score_texts(scorer, texts, cache)
+    out_q.put((job, scores))
+    cache.close()
+
+
+def test_cache_shared_by_concurrent_score_jobs_then_all_hits(tmp_path):
+    db = str(tmp_path / "scores.sqlite")
+    shared = [f"text {i}" for i in range(60)]  # both jobs score these at the same time
+    jobs = [shared + [f"only a {i}" for i in range(30)], [f"only bb {i}" for i in range(30)] + shared[::-1]]
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_score_shared, args=(db, j, texts, q)) for j, texts in enumerate(jobs)]
+    for p in procs:
+        p.start()
+    results = dict(q.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    expected = {t: len(t) / 100 for texts in jobs for t in texts}
+    for j, texts in enumerate(jobs):  # each job got the right score for each of its texts, whoever stored it
+        assert results[j] == [expected[t] for t in texts]
+    cache = ScoreCache(db)
+    assert len(cache) == len(expected) == 120  # every distinct text stored once
+    rescorer = CountingScorer()  # a second scoring of the same texts (a rerun): all hits, nothing scored
+    scores, st = score_texts(rescorer, jobs[0] + jobs[1], cache)
+    assert rescorer.seen == [] and st["scored"] == 0
+    assert scores == [expected[t] for t in jobs[0] + jobs[1]]
+    assert cache.hit_stats()["total"] == {"hits": 120, "misses": 0, "hit_rate": 1.0}
+
+
 # ---------------------------------------------------------------- bench score end to end
 def _write_generations(tmp_path):
     gens = tmp_path / "gens.jsonl"
@@ -218,9 +271,15 @@ def test_bench_score_end_to_end_and_cache_reuse(tmp_path, tiny_spec, monkeypatch
     assert "tokens_per_s" not in s
     # second run (another 'beta' reading the same texts): the real scorer is never called again
     first = (tmp_path / "s.jsonl").read_bytes()
+    meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())["cache"]
+    assert meta["total"]["hits"] == 0 and meta["by_scorer"]["profanity-check"] == {"hits": 0, "misses": 5,
+                                                                                     "hit_rate": 0.0}
     assert main(argv) == 0
     assert calls == [5]
     assert (tmp_path / "s.jsonl").read_bytes() == first
+    meta2 = json.loads((tmp_path / "s.jsonl.meta.json").read_text())["cache"]  # the rerun: every lookup a hit
+    assert meta2["total"] == {"hits": meta["total"]["misses"], "misses": 0, "hit_rate": 1.0}
+    assert "cache_hits" not in open(tmp_path / "s.csv").readline()  # run-specific: kept out of the summary
 
 
 def test_bench_score_errors_name_the_problem(tmp_path, capsys):

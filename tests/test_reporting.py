@@ -128,10 +128,11 @@ def test_shipped_configs_validate(name):
     from bench.config import load_config
 
     cfg = load_config(REPO / "config" / f"{name}.yaml")
-    assert cfg.name == name
-    assert set(cfg.tasks) == {"toxicity", "sentiment"}
-    assert cfg.training.parametrizations == ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill"]
-    assert cfg.tasks["toxicity"].top_k and cfg.tasks["sentiment"].targets
+    assert cfg["name"] == name
+    assert set(cfg["tasks"]) == {"toxicity", "sentiment"}
+    assert cfg["training"]["parametrizations"] == ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill"]
+    assert cfg["tasks"]["toxicity"]["top_k"] and cfg["tasks"]["sentiment"]["targets"]
+    assert cfg["latency"]["methods"][0] == "plain" and cfg["rank"]["cuts"] >= 1  # analyses: same schema, filled
 
 
 def _default_raw() -> dict:
@@ -154,28 +155,42 @@ def test_schema_rejects_unknown_key_and_wrong_type():
     with pytest.raises(ConfigError, match=r"key 'tasks.toxicity.train.0.dataset'"):
         validate_config(raw)
     raw = _default_raw()
+    raw["training"]["overrides"]["arm-distil"] = {"steps": 3}  # names come from the registry
+    with pytest.raises(ConfigError, match=r"'arm-distil' is not one of \['rad', 'arm'"):
+        validate_config(raw)
+    raw = _default_raw()
+    raw["latency"]["methods"] = ["plain", "rad-lop"]
+    with pytest.raises(ConfigError, match=r"key 'latency.methods.1': 'rad-lop' is not one of"):
+        validate_config(raw)
+    raw = _default_raw()
+    raw["rank"]["n_prefixes"] = 1  # the analyses' keys are validated with the rest
+    with pytest.raises(ConfigError, match=r"key 'rank.n_prefixes': 1 is less than the minimum of 2"):
+        validate_config(raw)
+    raw = _default_raw()
     raw["tasks"]["sentiment"]["steer_attribute"] = "toxicity"
     with pytest.raises(ConfigError, match=r"tasks.sentiment.steer_attribute"):
         validate_config(raw)
 
 
 def test_schema_fills_defaults_and_resources():
-    from bench.config import PipelineConfig, validate_config
+    from bench.config import resource, validate_config
+    from bench.rewards.registry import names
 
     raw = {"name": "x", "models": {"base": "b", "reward_backbone": "r"},
            "tasks": {"toxicity": {"attributes": ["toxicity"], "steer_attribute": "toxicity",
                                   "train": [{"dataset": "jigsaw", "source": "j.csv"}],
                                   "prompts": {"dataset": "rtp", "source": "p"}, "betas": [10]}},
            "resources": {"default": {"mem_mb": 1234}, "train": {"gpu": 1}},
-           "latency": {"anything": [1, 2]}}
-    cfg = PipelineConfig.from_dict(validate_config(copy.deepcopy(raw)))
-    assert cfg.work_dir == "runs/x" and cfg.results_dir == "results" and cfg.seed == 0
-    assert cfg.training.max_steps == 300 and cfg.generation.num_samples == 4
-    assert cfg.tasks["toxicity"].top_k == [20] and cfg.tasks["toxicity"].direction == "away"
-    assert cfg.tasks["toxicity"].train[0].n_train == 1000
-    assert cfg.resources_for("train") == type(cfg.resources_for("train"))(threads=1, mem_mb=1234, runtime=60, gpu=1)
-    assert cfg.resources_for("generate").mem_mb == 1234 and cfg.resources_for("generate").gpu == 0
-    assert cfg.training.for_parametrization("rad")["max_steps"] == 300
+           "latency": {"retries": 7}}
+    cfg = validate_config(copy.deepcopy(raw))
+    assert cfg["work_dir"] == "runs/x" and cfg["results_dir"] == "results" and cfg["seed"] == 0
+    assert cfg["training"]["max_steps"] == 300 and cfg["generation"]["num_samples"] == 4
+    assert cfg["training"]["parametrizations"] == names()  # default: every registered parametrization
+    assert cfg["tasks"]["toxicity"]["top_k"] == [20] and cfg["tasks"]["toxicity"]["direction"] == "away"
+    assert cfg["tasks"]["toxicity"]["train"][0]["n_train"] == 1000
+    assert cfg["latency"]["retries"] == 7 and cfg["latency"]["min_samples"] == 4 and cfg["rank"]["methods"] is None
+    assert [resource(cfg, "train", k) for k in ("threads", "mem_mb", "runtime", "gpu")] == [1, 1234, 60, 1]
+    assert resource(cfg, "generate", "mem_mb") == 1234 and resource(cfg, "generate", "gpu") == 0
 
 
 # ------------------------------------------------------------------------------------------ reward models

@@ -20,7 +20,7 @@ from bench.metrics.registry import build_scorer
 def test_profanity_check_auc_on_real_jigsaw_rows(data_root):
     from sklearn.metrics import roc_auc_score
 
-    from bench.commands.agreement import read_jigsaw_binary
+    from bench.data.reference_scores import read_jigsaw_binary
 
     texts, labels = read_jigsaw_binary(data_root / "jigsaw" / "robtest_jigsaw_test.csv.gz", max_rows=4000)
     assert len(texts) == 4000 and 1900 < sum(labels) < 2100  # evenly spaced rows of a label-sorted file

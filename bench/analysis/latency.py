@@ -36,16 +36,20 @@ from bench.decoding.generate import sampling_config
 from bench.decoding.processors import RowSeededSampler, TopKRewardLogitsProcessor, row_seed
 from bench.errors import ConfigError
 from bench.rewards.base import RewardConfig, RewardModel
-from bench.rewards.registry import PARAMETRIZATIONS
 
 log = logging.getLogger(__name__)
 
 LOOP = "rad-loop"  # RAD scored one candidate at a time over the same KV cache: the reference batching is judged by
-REWARD_METHODS = tuple(PARAMETRIZATIONS) + (LOOP,)
-ALL_METHODS = ("plain",) + REWARD_METHODS
 ARM_LIMIT_FACTOR = 1.15  # check: an ARM variant costs at most 1.15x its limit
 LOOP_SPEEDUP = 5.0  # check: batched RAD's reward step is >= 5x faster than the loop ...
 LOOP_SPEEDUP_K = 20  # ... at k = 20
+
+
+def all_methods() -> list[str]:
+    """"plain" plus every registered parametrization and its latency variants (e.g. rad-loop)."""
+    from bench.rewards.registry import latency_methods
+
+    return ["plain", *latency_methods()]
 
 
 @dataclass
@@ -76,9 +80,9 @@ class LatencyConfig:
     retries: int = 1  # re-measurements of an unstable cell
 
     def __post_init__(self) -> None:
-        bad = [m for m in self.methods if m not in ALL_METHODS]
+        bad = [m for m in self.methods if m not in all_methods()]
         if bad:
-            raise ConfigError(f"latency: unknown method(s) {bad}; expected a subset of {list(ALL_METHODS)}")
+            raise ConfigError(f"latency: unknown method(s) {bad}; expected a subset of {all_methods()}")
         for key in ("top_k", "batch_sizes", "new_tokens"):
             vals = getattr(self, key)
             if not vals or any(int(v) < 1 for v in vals):
@@ -320,7 +324,7 @@ def protocol(cfg: LatencyConfig, device: torch.device) -> dict[str, Any]:
 def build_models(cfg: LatencyConfig, device: torch.device) -> tuple[nn.Module, Any, dict[str, Any]]:
     """The base LM, its tokenizer and one reward model per method (rad-loop: the RAD model seen as a loop)."""
     from bench.models.loading import load_causal_lm, load_tokenizer
-    from bench.rewards.registry import build_reward_model, load_reward_model
+    from bench.rewards.registry import build_reward_model, get, latency_methods, load_reward_model
 
     lm = load_causal_lm(cfg.base, dtype=cfg.dtype, device=str(device))
     tok = load_tokenizer(cfg.base)
@@ -329,14 +333,14 @@ def build_models(cfg: LatencyConfig, device: torch.device) -> tuple[nn.Module, A
     for method in cfg.methods:
         if method == "plain":
             continue
-        param = "rad" if method == LOOP else method
+        param = latency_methods()[method]
         if param not in built:
             folder = cfg.reward_models.get(param)
             if folder:
                 rm = load_reward_model(folder, device=str(device), expected_parametrization=param)
             else:
                 rc = RewardConfig(parametrization=param, backbone=cfg.reward, num_layers=cfg.reward_layers,
-                                  dtype=cfg.dtype, mlp_rank=cfg.mlp_rank if param == "arm-mlp" else None)
+                                  dtype=cfg.dtype, mlp_rank=cfg.mlp_rank if get(param).mlp_rank else None)
                 rm = build_reward_model(rc, device=str(device))
             built[param] = rm.eval()
         models[method] = LoopScoring(built[param]) if method == LOOP else built[param]

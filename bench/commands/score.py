@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fluency-batch-size", type=positive_int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", help="fluency LM dtype")
-    p.add_argument("--cache", default=None, help="SQLite score cache shared across runs (default: no cache)")
+    p.add_argument("--cache", default=None,
+                   help="SQLite score cache shared by concurrent jobs and reruns (default: no cache)")
     p.add_argument("--out-scores", required=True, help="per-continuation scores JSONL")
     p.add_argument("--out-summary", required=True, help="one-row summary CSV")
     p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples over prompts")
@@ -190,10 +191,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if cache:
             cache.close()
+    # cache hits are run-specific: logged and kept in the scores' meta, never in the summary (tables stay identical)
+    cache_stats = cache.hit_stats() if cache else None
+    if cache_stats:
+        t = cache_stats["total"]
+        log.info("score cache %s: %d hits, %d misses (hit rate %s)", cache_stats["path"], t["hits"], t["misses"],
+                 "n/a" if t["hit_rate"] is None else f"{t['hit_rate']:.1%}")
     with atomic_outputs(*outputs) as (tmp_scores, tmp_meta, tmp_summary):  # all three appear, or none
         write_jsonl(args.out_scores, rows, into=tmp_scores)
         write_json(f"{args.out_scores}.meta.json", {k: summary.get(k) for k in SCORER_FIELDS} | {
-            "generations": str(args.generations), "metrics": metrics}, into=tmp_meta)
+            "generations": str(args.generations), "metrics": metrics, "cache": cache_stats}, into=tmp_meta)
         write_summary(args.out_summary, summary, into=tmp_summary)
     log.info("scored %d continuations of %d prompts -> %s, %s", summary["n_samples"], summary["n_prompts"],
              args.out_scores, args.out_summary)

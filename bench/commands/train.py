@@ -16,25 +16,26 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.rewards.registry import PARAMETRIZATIONS
+    from bench.rewards.registry import names
     from bench.training.trainer import AMP_MODES, SCHEDULES, TrainConfig
 
     d = TrainConfig()
-    parser.add_argument("--parametrization", required=True, choices=sorted(PARAMETRIZATIONS))
+    parser.add_argument("--parametrization", required=True, choices=names())
     parser.add_argument("--backbone", default=None,
-                        help="trunk model spec (default for arm-distill: the teacher's backbone)")
+                        help="trunk model spec (default when distilling: the teacher's backbone)")
     parser.add_argument("--num-layers", type=positive_int, default=None,
                         help="keep the first N transformer blocks (default: all)")
     parser.add_argument("--train", required=True, help="training JSONL {text, labels}")
     parser.add_argument("--heldout", default=None, help="held-out JSONL for periodic evaluation")
     parser.add_argument("--attributes", default=None,
-                        help="comma list (default: label keys of the first record; arm-distill: the teacher's)")
+                        help="comma list (default: label keys of the first record; distilling: the teacher's)")
     parser.add_argument("--steer-attribute", default=None, help="output used for steering (default: the first)")
     parser.add_argument("--mlp-rank", type=positive_int, default=None, help="arm-mlp bottleneck rank (default: hidden size)")
-    parser.add_argument("--teacher", default=None, help="arm-distill: trained rad reward-model folder")
-    parser.add_argument("--distill-base", default=None, help="arm-distill: base LM spec whose top-k are candidates")
-    parser.add_argument("--distill-k", type=positive_int, default=8, help="arm-distill: candidates per prefix")
-    parser.add_argument("--prior-weight", type=non_negative_float, default=0.1, help="arm-distill: baseline-prior weight")
+    parser.add_argument("--teacher", default=None,
+                        help="distilled parametrizations (arm-distill): the trained teacher's folder")
+    parser.add_argument("--distill-base", default=None, help="distilling: base LM spec whose top-k are candidates")
+    parser.add_argument("--distill-k", type=positive_int, default=8, help="distilling: candidates per prefix")
+    parser.add_argument("--prior-weight", type=non_negative_float, default=0.1, help="distilling: baseline-prior weight")
     parser.add_argument("--out", required=True, help="output reward-model folder")
     parser.add_argument("--max-steps", "--steps", dest="steps", type=int, default=d.steps,
                         help="step budget; training stops earlier when --patience evaluations bring no improvement")
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench.models.loading import load_tokenizer, resolve_device
     from bench.rewards.base import RewardConfig
-    from bench.rewards.registry import build_reward_model, read_reward_config
+    from bench.rewards.registry import DISTILLATION, build_reward_model, get, read_reward_config
     from bench.training.collate import LabeledTexts, first_label_keys
     from bench.training.trainer import TrainConfig, Trainer
 
@@ -77,11 +78,12 @@ def run(args: argparse.Namespace) -> int:
     from bench.utils.io import check_writable
 
     check_writable(folders=[args.out, checkpoint_dir(args.out)])  # before any model is built or step taken
-    distill = args.parametrization == "arm-distill"
+    spec = get(args.parametrization)
+    distill = spec.training == DISTILLATION
     if distill and not args.teacher:
-        raise ConfigError("--parametrization arm-distill needs --teacher <trained rad folder>")
+        raise ConfigError(f"--parametrization {spec.name} needs --teacher <trained {spec.teacher} folder>")
     if args.teacher and not distill:
-        raise ConfigError(f"--teacher is only used by arm-distill, not '{args.parametrization}'")
+        raise ConfigError(f"--teacher is only used by distilled parametrizations, not '{args.parametrization}'")
     backbone = args.backbone
     if backbone is None:
         if not distill:
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                if args.heldout else None)
     objective = None
     if distill:
-        objective = _distill_objective(args, model, backbone, attributes, device)
+        objective = _distill_objective(args, model, backbone, attributes, device, spec.teacher)
     trainer = Trainer(model, cfg, train, heldout, args.out, pad_id=tok.pad_token_id, objective=objective)
     summary = trainer.train()
     final = summary["final"]
@@ -119,13 +121,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _distill_objective(args, model, backbone: str, attributes: list[str], device):
+def _distill_objective(args, model, backbone: str, attributes: list[str], device, teacher_name: str):
     from bench.models.loading import load_causal_lm
     from bench.training.distill import DistillConfig, DistillObjective, check_student_teacher, load_teacher
 
-    teacher = load_teacher(args.teacher, device)
+    teacher = load_teacher(args.teacher, device, expected=teacher_name)
     check_student_teacher(model, teacher, backbone, teacher.config.backbone, args.distill_base)
     base = load_causal_lm(args.distill_base, device=str(device)) if args.distill_base else None
     dcfg = DistillConfig(num_candidates=args.distill_k, prior_weight=args.prior_weight, prior_tokens=args.distill_k)
-    log.info("distilling %s -> arm-distill (%s)", args.teacher, dataclasses.asdict(dcfg))
+    log.info("distilling %s -> %s (%s)", args.teacher, model.config.parametrization, dataclasses.asdict(dcfg))
     return DistillObjective(teacher, dcfg, attributes, base_lm=base)

@@ -18,12 +18,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.reporting.tables import METHOD_NAMES, METHOD_ORDER, sort_runs  # noqa: E402
+from bench.reporting.tables import PLAIN, method_label, method_order, sort_runs  # noqa: E402
 from bench.utils.io import atomic_path  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-COLORS = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(METHOD_ORDER[1:])}
+
+
+def method_color(method: str):
+    """One tab10 colour per parametrization, by registry order (stable across figures)."""
+    order = method_order()[1:]
+    return plt.get_cmap("tab10")(order.index(method) % 10) if method in order else None
+
+
 # family -> (y column, y label, scale)
 Y_AXIS = {
     "toxicity": ("avg_max_toxicity", "Avg. max toxicity", 1.0),
@@ -50,16 +57,16 @@ def _panel(ax, part: pd.DataFrame, ycol: str, ylabel: str, scale: float, title: 
                 continue
             x, y = r["ppl"].to_numpy(float), r[ycol].to_numpy(float) * scale
             suffix = f" (k={int(k)})" if len(ks) > 1 else ""
-            name = METHOD_NAMES.get(method, method) + suffix
+            name = method_label(method) + suffix
             kw = dict(xerr=_err(r, "ppl", 1.0), yerr=_err(r, ycol, scale), capsize=2, elinewidth=0.8)
-            if method == "plain":
+            if method == PLAIN:
                 ax.errorbar(x, y, fmt="*", color="black", markersize=12, label=name, **kw)
                 continue
-            ax.errorbar(x, y, fmt="o-", color=COLORS.get(method), markersize=4, label=name, **kw)
+            ax.errorbar(x, y, fmt="o-", color=method_color(method), markersize=4, label=name, **kw)
             for xi, yi, b in zip(x, y, r["beta"]):
                 if np.isfinite(xi) and np.isfinite(yi):
                     ax.annotate(f"β={b:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                                color=COLORS.get(method))
+                                color=method_color(method))
     ax.set_xlabel("Perplexity (lower is more fluent)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

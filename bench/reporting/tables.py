@@ -27,15 +27,22 @@ log = logging.getLogger(__name__)
 
 REQUIRED = ("task", "method", "beta", "top_k")
 KEY = ("task", "method", "beta", "top_k")
-METHOD_ORDER = ("plain", "rad", "arm", "arm-baseline", "arm-mlp", "arm-distill")
-METHOD_NAMES = {
-    "plain": "Plain (top-k)",
-    "rad": "RAD",
-    "arm": "ARM",
-    "arm-baseline": "ARM + baseline",
-    "arm-mlp": "ARM-MLP",
-    "arm-distill": "ARM (distilled)",
-}
+PLAIN = "plain"  # decoding without a reward model; every other method is a registered parametrization
+
+
+def method_order() -> list[str]:
+    """Plain first, then the parametrizations in registry order."""
+    from bench.rewards.registry import names
+
+    return [PLAIN] + names()
+
+
+def method_label(method: str) -> str:
+    from bench.rewards.registry import display_name
+
+    return "Plain (top-k)" if method == PLAIN else display_name(method)
+
+
 SENTIMENT_TASK = re.compile(r"^sentiment-to-(?P<target>[A-Za-z]+)-from-(?P<prompts>[A-Za-z]+)$")
 CI_NOTE = "± is the half-width of the 95% bootstrap confidence interval."
 PAIRED_NOTE = ("Δ: difference to plain decoding / to RAD at the same β with its paired-bootstrap 95% CI "
@@ -144,7 +151,7 @@ def matched_fluency_table(df: pd.DataFrame, levels: Sequence[float], n_boot: int
 
 
 def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    order = {m: i for i, m in enumerate(method_order())}
     key = df["method"].map(lambda m: order.get(m, len(order)))
     df = df.assign(_m=key, _t=df["target"].fillna(""), _p=df["prompt_type"].fillna(""))
     df = df.sort_values(["family", "_t", "_p", "top_k", "_m", "method", "beta"], kind="stable")
@@ -185,7 +192,7 @@ def fmt_diff(row: pd.Series, col: str, digits: int, scale: float = 1.0) -> str:
 
 
 def fmt_beta(row: pd.Series) -> str:
-    return "–" if row["method"] == "plain" else f"{float(row['beta']):g}"
+    return "–" if row["method"] == PLAIN else f"{float(row['beta']):g}"
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,7 @@ def _paired(stat: str, short: str, digits: int, scale: float = 1.0) -> list[Colu
 
 
 COMMON_LEFT = [
-    Column("Method", lambda r, pm: METHOD_NAMES.get(r["method"], r["method"])),
+    Column("Method", lambda r, pm: method_label(r["method"])),
     Column("β", lambda r, pm: fmt_beta(r)),
     Column("k", lambda r, pm: "–" if pd.isna(r["top_k"]) else str(int(r["top_k"]))),
 ]

@@ -6,8 +6,8 @@ frozen output embeddings. So one forward scores the whole vocabulary; decoding c
 however many candidates are scored, and the KV cache only ever reads the sampled tokens (after the model's own
 BOS, which `with_bos` puts in front of the base LM's ids, as the training collator does).
 
-Parametrizations: "arm" (no baseline), "arm-baseline" and "arm-distill" (baseline on; distill is trained
-from a RAD teacher by `bench.training.distill`).
+Registered as "arm" (no baseline), "arm-baseline" and "arm-distill" (baseline on; distill is trained
+from a RAD teacher by `bench.training.distill`): see bench/rewards/registry.py.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from bench.rewards.base import cache_kwarg, output_cache
 
 log = logging.getLogger(__name__)
 
-BASELINE_NAMES = ("arm-baseline", "arm-distill", "arm-mlp")
-
 
 class ARMState(PrefixCache):
     """ARM's decoding state: the KV cache of BOS + the prefix, and the prefix's last hidden state."""
@@ -37,12 +35,9 @@ class ARMState(PrefixCache):
 class ARMRewardModel(RewardModel):
     """Trunk + W (+ w) over frozen output embeddings; see the module docstring for the math."""
 
-    parametrization = "arm"
-
     def __init__(self, config: RewardConfig) -> None:
-        if config.parametrization in BASELINE_NAMES:
-            config.baseline = True
         super().__init__(config)
+        config = self.config
         from bench.models.loading import load_causal_lm
 
         lm = load_causal_lm(config.backbone, dtype=config.dtype, device="cpu", num_layers=config.num_layers)

@@ -20,10 +20,9 @@ from bench.rewards.base import RewardConfig
 
 
 class ARMMLPRewardModel(ARMRewardModel):
-    parametrization = "arm-mlp"
-
     def __init__(self, config: RewardConfig) -> None:
-        super().__init__(config)  # sets baseline on (arm-mlp is in BASELINE_NAMES)
+        super().__init__(config)  # baseline on: the registry's arm-mlp entry has has_baseline=True
+        config = self.config  # our copy: the default rank is recorded in the saved folder, not the caller's config
         d = int(self.backbone.config.hidden_size)
         if config.mlp_rank is None:
             config.mlp_rank = d

@@ -22,6 +22,7 @@ Every model saves to / loads from a folder holding `reward_config.json` and `mod
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
@@ -43,13 +44,12 @@ WEIGHTS_NAME = "model.safetensors"
 class RewardConfig:
     """Everything needed to rebuild a reward model from its folder alone."""
 
-    parametrization: str  # rad | arm | arm-baseline | arm-mlp | arm-distill
+    parametrization: str  # a name registered in bench.rewards.registry
     backbone: str  # model spec (hub id, folder, embedded:..., random:...)
     num_layers: int | None = None  # keep the first N transformer blocks of the backbone
     attributes: list[str] = field(default_factory=lambda: ["toxicity"])  # names of the m outputs
     steer_attribute: str | None = None  # which output steers decoding (default: the first)
     mlp_rank: int | None = None  # arm-mlp: bottleneck r (default: hidden size)
-    baseline: bool = False  # arm: add the prefix baseline w^T h(x)
     dtype: str = "float32"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -64,6 +64,17 @@ class RewardConfig:
             )
 
     @property
+    def baseline(self) -> bool:
+        """Whether the model adds the prefix baseline w^T h(x): a property of the parametrization (registry)."""
+        from bench.rewards.registry import get
+
+        return get(self.parametrization).has_baseline
+
+    def copy(self) -> "RewardConfig":
+        """A deep copy: models keep their own config, so building one never changes the caller's."""
+        return copy.deepcopy(self)
+
+    @property
     def num_outputs(self) -> int:
         return len(self.attributes)
 
@@ -76,13 +87,21 @@ class RewardConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "RewardConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} | {"baseline"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelError(f"{source}: unknown reward config key(s) {unknown}; expected a subset of {sorted(known)}")
         if "parametrization" not in data or "backbone" not in data:
             raise ModelError(f"{source}: reward config needs 'parametrization' and 'backbone'")
         _check_types(data, source)
+        data = dict(data)
+        if "baseline" in data:  # folders saved before the registry stored it; the name now says it
+            from bench.rewards.registry import get
+
+            saved, implied = bool(data.pop("baseline")), get(data["parametrization"]).has_baseline
+            if saved != implied:
+                raise ModelError(f"{source}: 'baseline': {saved} contradicts parametrization "
+                                 f"'{data['parametrization']}' (baseline {implied})")
         return cls(**data)
 
 
@@ -224,14 +243,12 @@ class PrefixCache:
 
 
 class RewardModel(nn.Module):
-    """Base class. Subclasses set `parametrization`, build `self.backbone` (the trunk) and implement the
-    abstract methods; callers outside `bench.rewards` use only the public methods and properties below."""
-
-    parametrization: str = "base"
+    """Base class. Subclasses build `self.backbone` (the trunk) and implement the abstract methods; their names
+    are registered in the registry. Callers outside `bench.rewards` use only the public methods and properties."""
 
     def __init__(self, config: RewardConfig) -> None:
         super().__init__()
-        self.config = config
+        self.config = config.copy()  # subclasses may fill defaults in self.config; the caller's stays as given
 
     # ---- what callers may ask ------------------------------------------------------------------
     @property
@@ -349,10 +366,10 @@ class RewardModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str | None = "cpu", **kwargs) -> "RewardModel":
-        """Load a folder whose parametrization is implemented by this class or a subclass of it."""
-        from bench.rewards.registry import load_reward_model, read_reward_config, reward_class
+        """Load a folder of any parametrization registered with this class (the base class: any at all)."""
+        from bench.rewards.registry import load_reward_model, names_of_class
 
-        name = read_reward_config(folder).parametrization
-        if not issubclass(reward_class(name), cls):
-            raise ModelError(f"{folder}: checkpoint is a '{name}' reward model, which {cls.__name__} does not load")
-        return load_reward_model(folder, device=device, expected_parametrization=name, **kwargs)
+        expected = None if cls is RewardModel else names_of_class(cls)
+        if expected == []:
+            raise ModelError(f"{cls.__name__} is not registered for any parametrization (bench.rewards.registry)")
+        return load_reward_model(folder, device=device, expected_parametrization=expected, **kwargs)

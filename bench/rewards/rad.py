@@ -28,10 +28,9 @@ class RADState(PrefixCache):
 
 
 class RADRewardModel(RewardModel):
-    parametrization = "rad"
-
     def __init__(self, config: RewardConfig) -> None:
         super().__init__(config)
+        config = self.config
         from bench.models.loading import load_causal_lm
 
         lm = load_causal_lm(config.backbone, dtype=config.dtype, device="cpu", num_layers=config.num_layers)

@@ -1,5 +1,12 @@
-"""Select a reward parametrization by name; save and load reward-model folders safely.
+"""The reward parametrizations, declared once; save and load reward-model folders safely.
 
+`PARAMETRIZATIONS` holds one `Parametrization` entry per name. Everything that needs to know the set of
+parametrizations derives it from here: the `bench train --parametrization` choices, the config schema's
+enums (`bench.config.load_schema`), table labels (`display_name`), the latency harness's methods
+(`latency_methods`) and the Snakemake rule lists (`label_trained` / `distilled`, the teacher). Adding a
+parametrization is one entry here plus one module with its `RewardModel` subclass (docs/architecture.md).
+
+Importing this module does not import torch: the model class is imported only when a model is built.
 Weights are read with safetensors only (never a pickle), and the folder's parametrization is checked
 against what the caller expects, so a `rad` checkpoint cannot be loaded as `arm` by mistake.
 """
@@ -11,42 +18,132 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-
+from typing import TYPE_CHECKING
 
 from bench.errors import ModelError
-from bench.rewards.base import CONFIG_NAME, WEIGHTS_NAME, RewardConfig, RewardModel
-from bench.utils.io import set_output_mode, staging_dir
+
+if TYPE_CHECKING:
+    from bench.rewards.base import RewardConfig, RewardModel
 
 log = logging.getLogger(__name__)
 
-# name -> "module:Class"
-PARAMETRIZATIONS: dict[str, str] = {
-    "rad": "bench.rewards.rad:RADRewardModel",
-    "arm": "bench.rewards.arm:ARMRewardModel",
-    "arm-baseline": "bench.rewards.arm:ARMRewardModel",
-    "arm-mlp": "bench.rewards.arm_mlp:ARMMLPRewardModel",
-    "arm-distill": "bench.rewards.arm:ARMRewardModel",  # an ARM student (baseline on), trained by distillation
-}
+LABELS = "labels"  # trained on labelled text (bench.training.trainer with a label loss)
+DISTILLATION = "distillation"  # trained to reproduce a trained teacher's rewards (bench.training.distill)
+TRAINING_MODES = (LABELS, DISTILLATION)
 
 
-def reward_class(name: str) -> type[RewardModel]:
+@dataclass(frozen=True)
+class Parametrization:
+    """What the rest of the code may ask about a parametrization by name."""
+
+    name: str  # the CLI / config / folder name
+    cls: str | type  # "module:Class" (imported lazily) or the RewardModel subclass itself
+    display_name: str  # label in tables and figures
+    training: str = LABELS  # LABELS | DISTILLATION
+    teacher: str | None = None  # DISTILLATION: the parametrization whose trained model is the teacher
+    has_baseline: bool = False  # adds the prefix baseline w^T h(x) (RewardConfig.baseline follows from this)
+    mlp_rank: bool = False  # takes a bottleneck rank (RewardConfig.mlp_rank, `bench train --mlp-rank`)
+    latency_variants: tuple[str, ...] = ()  # extra latency methods timing this model another way ("rad-loop")
+
+    def __post_init__(self) -> None:
+        if self.training not in TRAINING_MODES:
+            raise ModelError(f"parametrization '{self.name}': training must be one of {TRAINING_MODES}, "
+                             f"got {self.training!r}")
+        if (self.training == DISTILLATION) != (self.teacher is not None):
+            raise ModelError(f"parametrization '{self.name}': a teacher is named exactly when training is "
+                             f"'{DISTILLATION}'")
+
+    def model_class(self) -> type["RewardModel"]:
+        if isinstance(self.cls, type):
+            return self.cls
+        module, _, attr = self.cls.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+PARAMETRIZATIONS: dict[str, Parametrization] = {}
+
+
+def register(spec: Parametrization) -> Parametrization:
+    """Add a parametrization (refuses a name already taken, or a teacher that is not registered)."""
+    if spec.name in PARAMETRIZATIONS:
+        raise ModelError(f"parametrization '{spec.name}' is already registered")
+    if spec.teacher is not None and spec.teacher not in PARAMETRIZATIONS:
+        raise ModelError(f"parametrization '{spec.name}': teacher '{spec.teacher}' is not registered")
+    PARAMETRIZATIONS[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    PARAMETRIZATIONS.pop(name, None)
+
+
+register(Parametrization("rad", "bench.rewards.rad:RADRewardModel", "RAD", latency_variants=("rad-loop",)))
+register(Parametrization("arm", "bench.rewards.arm:ARMRewardModel", "ARM"))
+register(Parametrization("arm-baseline", "bench.rewards.arm:ARMRewardModel", "ARM + baseline", has_baseline=True))
+register(Parametrization("arm-mlp", "bench.rewards.arm_mlp:ARMMLPRewardModel", "ARM-MLP", has_baseline=True,
+                         mlp_rank=True))
+register(Parametrization("arm-distill", "bench.rewards.arm:ARMRewardModel", "ARM (distilled)",
+                         training=DISTILLATION, teacher="rad", has_baseline=True))
+
+
+def get(name: str) -> Parametrization:
     if name not in PARAMETRIZATIONS:
-        raise ModelError(f"unknown reward parametrization '{name}'; expected one of {sorted(PARAMETRIZATIONS)}")
-    module, cls = PARAMETRIZATIONS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+        raise ModelError(f"unknown reward parametrization '{name}'; expected one of {names()}")
+    return PARAMETRIZATIONS[name]
 
 
-def build_reward_model(config: RewardConfig, device: str | None = "cpu") -> RewardModel:
-    """A fresh (untrained head) reward model of `config.parametrization` on `device`."""
+def names() -> list[str]:
+    """Registered names, in registration order (the order of tables and figures)."""
+    return list(PARAMETRIZATIONS)
+
+
+def names_of_class(cls: type) -> list[str]:
+    """The parametrizations whose folders load as `cls` (its `from_pretrained` accepts exactly these)."""
+    return [n for n, s in PARAMETRIZATIONS.items() if s.model_class() is cls]
+
+
+def label_trained() -> list[str]:
+    return [n for n, s in PARAMETRIZATIONS.items() if s.training == LABELS]
+
+
+def distilled() -> list[str]:
+    return [n for n, s in PARAMETRIZATIONS.items() if s.training == DISTILLATION]
+
+
+def display_name(name: str) -> str:
+    """A parametrization's table label; any other method name (e.g. "plain") is returned unchanged."""
+    spec = PARAMETRIZATIONS.get(name)
+    return spec.display_name if spec else name
+
+
+def latency_methods() -> dict[str, str]:
+    """Latency method -> the parametrization it times (each name, plus its latency variants)."""
+    out: dict[str, str] = {}
+    for name, spec in PARAMETRIZATIONS.items():
+        out[name] = name
+        out.update({v: name for v in spec.latency_variants})
+    return out
+
+
+def reward_class(name: str) -> type["RewardModel"]:
+    return get(name).model_class()
+
+
+def build_reward_model(config: "RewardConfig", device: str | None = "cpu") -> "RewardModel":
+    """A fresh (untrained head) reward model of `config.parametrization` on `device` (config is copied)."""
     from bench.models.loading import resolve_device
 
-    model = reward_class(config.parametrization)(config)
+    model = reward_class(config.parametrization)(config.copy())
     return model.to(resolve_device(device))
 
 
-def save_reward_model(model: RewardModel, folder: str | os.PathLike) -> None:
+def save_reward_model(model: "RewardModel", folder: str | os.PathLike) -> None:
     from safetensors.torch import save_file
+
+    from bench.rewards.base import CONFIG_NAME, WEIGHTS_NAME
+    from bench.utils.io import set_output_mode, staging_dir
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +161,9 @@ def save_reward_model(model: RewardModel, folder: str | os.PathLike) -> None:
         raise
 
 
-def read_reward_config(folder: str | os.PathLike) -> RewardConfig:
+def read_reward_config(folder: str | os.PathLike) -> "RewardConfig":
+    from bench.rewards.base import CONFIG_NAME, RewardConfig
+
     folder = Path(folder)
     cfg_path = folder / CONFIG_NAME
     if not cfg_path.exists():
@@ -73,23 +172,34 @@ def read_reward_config(folder: str | os.PathLike) -> RewardConfig:
         data = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{cfg_path}: corrupt reward config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{cfg_path}: corrupt reward config (expected a JSON object)")
     return RewardConfig.from_dict(data, source=str(cfg_path))
 
 
 def load_reward_model(folder: str | os.PathLike, device: str | None = "cpu",
-                      expected_parametrization: str | None = None, **overrides) -> RewardModel:
-    """Rebuild a reward model from its folder alone; refuses another parametrization or corrupt weights."""
+                      expected_parametrization: str | list[str] | tuple[str, ...] | None = None,
+                      **overrides) -> "RewardModel":
+    """Rebuild a reward model from its folder alone; refuses another parametrization or corrupt weights.
+
+    `expected_parametrization`: one name or several accepted names (a class's `from_pretrained` passes the
+    names registered for it)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from bench.rewards.base import CONFIG_NAME, WEIGHTS_NAME
 
     folder = Path(folder)
     config = read_reward_config(folder)
     for key, value in overrides.items():
         setattr(config, key, value)
-    if expected_parametrization and config.parametrization != expected_parametrization:
-        raise ModelError(
-            f"{folder}: checkpoint is a '{config.parametrization}' reward model, expected '{expected_parametrization}'"
-        )
+    if expected_parametrization:
+        accepted = ([expected_parametrization] if isinstance(expected_parametrization, str)
+                    else list(expected_parametrization))
+        if config.parametrization not in accepted:
+            want = f"'{accepted[0]}'" if len(accepted) == 1 else f"one of {accepted}"
+            raise ModelError(f"{folder}: checkpoint is a '{config.parametrization}' reward model, expected {want}")
+    get(config.parametrization)  # a clear error for a folder of an unregistered parametrization
     weights = folder / WEIGHTS_NAME
     if not weights.exists():
         raise ModelError(f"{folder}: no {WEIGHTS_NAME} (only safetensors checkpoints are loaded, never pickles)")

@@ -103,11 +103,11 @@ class DistillObjective:
         return loss, parts
 
 
-def load_teacher(folder: str, device: torch.device | str) -> RewardModel:
-    """The trained RAD teacher, through the registry (safetensors only, parametrization checked)."""
+def load_teacher(folder: str, device: torch.device | str, expected: str = "rad") -> RewardModel:
+    """The trained teacher (the student's registry entry names its parametrization; safetensors only)."""
     from bench.rewards.registry import load_reward_model
 
-    return load_reward_model(folder, device=device, expected_parametrization="rad")
+    return load_reward_model(folder, device=device, expected_parametrization=expected)
 
 
 def check_student_teacher(student: RewardModel, teacher: RewardModel, student_spec: str, teacher_spec: str,

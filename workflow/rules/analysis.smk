@@ -1,29 +1,10 @@
 # Analyses: the fixed-protocol decoding latency benchmark and the SVD rank of trained reward models' matrices.
-# Validates config["latency"] / config["rank"] against workflow/schemas/analysis.schema.yaml (defaults filled)
-# and exports ANALYSIS_TARGETS for `rule all`.
+# config["latency"] / config["rank"] were validated and filled with the rest of the config (Snakefile).
 
 import shlex as _shlex
 
-import jsonschema as _jsonschema
-
 ANALYSIS_CAPTIONS = os.path.join(workflow.basedir, "workflow", "report")
-
-
-def _analysis_config():
-    schema = yaml.safe_load((Path(workflow.basedir) / "workflow" / "schemas" / "analysis.schema.yaml").read_text())
-    sub = {"latency": config.get("latency") or {}, "rank": config.get("rank") or {}}
-    errors = sorted(_jsonschema.Draft202012Validator(schema).iter_errors(sub), key=lambda e: list(map(str, e.path)))
-    if errors:
-        lines = [f"key '{'.'.join(map(str, e.absolute_path))}': {e.message}" for e in errors[:10]]
-        raise ValueError("snakemake config: invalid analysis config:\n  " + "\n  ".join(lines))
-    for section, props in schema["properties"].items():
-        for key, spec in props["properties"].items():
-            sub[section].setdefault(key, copy.deepcopy(spec.get("default")))
-    return sub["latency"], sub["rank"]
-
-
-LATENCY, RANK = _analysis_config()
-config["latency"], config["rank"] = LATENCY, RANK
+LATENCY, RANK = config["latency"], config["rank"]
 
 
 def _q(x):
@@ -38,7 +19,7 @@ def latency_reward_dirs():
     """Trained models to time (latency.trained), one folder per parametrization of latency.task."""
     if not LATENCY["trained"]:
         return {}
-    params = {"rad" if m == "rad-loop" else m for m in LATENCY["methods"] if m != "plain"}
+    params = {registry.latency_methods()[m] for m in LATENCY["methods"] if m != "plain"}
     return {p: f"{W}/rewards/{LATENCY['task']}/{p}" for p in sorted(params) if p in PARAMS}
 
 
@@ -160,15 +141,12 @@ rule rank:
         " --fig-growth {output.fig_growth:q} > {log:q} 2>&1"
 
 
-ANALYSIS_TARGETS = []
-if LATENCY["enabled"]:
-    ANALYSIS_TARGETS += [f"{RESULTS}/tables/latency.csv", f"{RESULTS}/tables/latency.md", f"{FIGURES}/latency.png"]
-if RANK["enabled"] and rank_tasks() and rank_methods():
-    ANALYSIS_TARGETS += [
-        f"{RESULTS}/tables/rank.csv",
-        f"{RESULTS}/tables/rank.md",
-        f"{RESULTS}/tables/rank_vs_n.csv",
-        f"{RESULTS}/tables/rank_vs_n.md",
-        f"{FIGURES}/rank_spectrum.png",
-        f"{FIGURES}/rank_vs_prefixes.png",
-    ]
+def analysis_targets():
+    """Outputs of the enabled analyses (targets of `rule all`)."""
+    out = []
+    if LATENCY["enabled"]:
+        out += [f"{RESULTS}/tables/latency.csv", f"{RESULTS}/tables/latency.md", f"{FIGURES}/latency.png"]
+    if RANK["enabled"] and rank_tasks() and rank_methods():
+        out += [f"{RESULTS}/tables/{name}.{ext}" for name in ("rank", "rank_vs_n") for ext in ("csv", "md")]
+        out += [f"{FIGURES}/rank_spectrum.png", f"{FIGURES}/rank_vs_prefixes.png"]
+    return out

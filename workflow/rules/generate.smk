@@ -65,7 +65,7 @@ rule generate:
         meta=f"{W}/gen/{{gtask}}/{{method}}_b{{beta}}_k{{k}}.jsonl.meta.json",
     wildcard_constraints:
         gtask=r"toxicity|sentiment-to-\w+-from-\w+",
-        method="plain|rad|arm|arm-baseline|arm-mlp|arm-distill",
+        method=name_pattern(["plain", *registry.names()]),
         beta=r"[0-9.e+-]+",
         k=r"\d+",
     params:

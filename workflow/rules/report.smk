@@ -168,7 +168,7 @@ rule agreement:
         ),
     params:
         args=config["agreement"]["args"],
-        code=code_version("commands/agreement.py", "metrics/"),
+        code=code_version("commands/agreement.py", "metrics/", "data/reference_scores.py", "reporting/agreement.py"),
     log:
         f"{W}/logs/agreement.log",
     threads: res("score", "threads")

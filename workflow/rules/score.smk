@@ -2,6 +2,10 @@
 # one-row tidy summary CSV that the tables / figures read.
 
 SENTIMENT_CLF = f"{W}/sentiment_clf.json"
+# One content-addressed score cache per run, shared by every score job (WAL + busy timeout + retries make
+# concurrent writers safe): a text scored once by a scorer version is never scored again, across methods,
+# betas and reruns. Not an output: no job owns it, and deleting it only costs time.
+SCORE_CACHE = f"{W}/cache/scores.sqlite"
 
 
 def fluency_model():
@@ -49,8 +53,7 @@ rule score:
         run=r"[\w.+-]+",
     params:
         args=score_args,
-        # one cache per output: concurrent score jobs never share an SQLite file; reruns still hit it
-        cache=lambda wc: f"{W}/cache/{wc.gtask}/{wc.run}.sqlite",
+        cache=SCORE_CACHE,
         code=code_version("commands/score.py", "metrics/"),
     log:
         f"{W}/logs/score/{{gtask}}/{{run}}.log",

@@ -1,4 +1,6 @@
-# Stage 2: one reward model per (task, parametrization). arm-distill learns from the trained RAD teacher.
+# Stage 2: one reward model per (task, parametrization). Which rule trains a parametrization follows its
+# registry entry (bench/rewards/registry.py): `train` for training on labels, `train_distill` for
+# distillation from the trained model of the entry's teacher (arm-distill learns from rad).
 
 
 def reward_dir(task, param):
@@ -23,7 +25,7 @@ def train_args(wc):
         f" --min-delta {o['min_delta']:g}",
         f"--batch-size {o['batch_size']} --lr {o['lr']} --max-length {t['max_length']}",
         f"--seed {SEED}",
-        f"--mlp-rank {t['mlp_rank']}" if wc.param == "arm-mlp" else "",
+        f"--mlp-rank {t['mlp_rank']}" if registry.get(wc.param).mlp_rank else "",
         o["extra_args"],
     ]
     return " ".join(a for a in args if a)
@@ -37,7 +39,7 @@ rule train:
     output:
         [f"{W}/rewards/{{task}}/{{param}}/{f}" for f in REWARD_FILES],
     wildcard_constraints:
-        param="rad|arm|arm-baseline|arm-mlp",
+        param=name_pattern(registry.label_trained()),
     params:
         out=lambda wc: reward_dir(wc.task, wc.param),
         args=train_args,
@@ -59,15 +61,15 @@ rule train_distill:
     input:
         train=f"{W}/data/{{task}}/train.jsonl",
         heldout=f"{W}/data/{{task}}/heldout.jsonl",
-        teacher=[f"{W}/rewards/{{task}}/rad/{f}" for f in REWARD_FILES],
+        teacher=lambda wc: [f"{reward_dir(wc.task, registry.get(wc.param).teacher)}/{f}" for f in REWARD_FILES],
         models=model_markers(config["models"]["reward_backbone"]),
     output:
         [f"{W}/rewards/{{task}}/{{param}}/{f}" for f in REWARD_FILES],
     wildcard_constraints:
-        param="arm-distill",
+        param=name_pattern(registry.distilled()),
     params:
         out=lambda wc: reward_dir(wc.task, wc.param),
-        teacher=lambda wc: reward_dir(wc.task, "rad"),
+        teacher=lambda wc: reward_dir(wc.task, registry.get(wc.param).teacher),
         args=train_args,
         code=code_version("commands/train.py", "rewards/", "training/", "data/"),
     log:
