@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("bench.commands.latency", "fixed-protocol decoding latency benchmark"),
     "rank": ("bench.commands.rank", "SVD rank analysis of reward matrices"),
     "speed": ("bench.commands.speed", "quick throughput report: training steps/s and decoding tokens/s"),
+    "hub-ids": ("bench.commands.hub_ids", "list (or fetch) the hub ids a config needs, to run offline on a cluster"),
 }
 
 
