@@ -23,7 +23,9 @@ sys.path.insert(0, workflow.basedir)
 # `python -m bench` in every rule finds this checkout even with --directory elsewhere and no pip install
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
 from bench.config import validate_config  # noqa: E402
-from bench.data.paths import data_dir as _default_data_dir  # noqa: E402
+from bench.data.sources import resolve_source as _resolve_source  # noqa: E402
+from bench.errors import BenchError  # noqa: E402
+from snakemake.exceptions import WorkflowError  # noqa: E402
 
 # Not a `configfile:` directive: Snakemake would merge default.yaml UNDER a --configfile, leaking its keys
 # into e.g. the test config. default.yaml applies only when no --configfile is given.
@@ -47,7 +49,7 @@ SEED = config["seed"]
 BENCH = "python -m bench"
 TASKS = {name: t for name, t in config["tasks"].items() if t.get("enabled", True)}
 PARAMS = config["training"]["parametrizations"]
-DATA_DIR = Path(config["data_dir"]) if config["data_dir"] else _default_data_dir()
+DATA_DIR = config["data_dir"]  # an extra folder searched first for relative sources (null: none)
 
 
 # ---------------------------------------------------------------------------------------- code versions
@@ -82,23 +84,13 @@ def res(rule_name, key):
     return r.get(rule_name, {}).get(key, r.get("default", {}).get(key, builtin[key]))
 
 
-DATA_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt", ".gz"}
-
-
 def resolve_source(src):
-    """Hub id stays as is; a relative path resolves against data_dir (then the working directory)."""
-    p = Path(src)
-    if p.is_absolute() and p.exists():
-        return str(p)
-    if not p.is_absolute() and DATA_DIR is not None and (Path(DATA_DIR) / p).exists():
-        return str((Path(DATA_DIR) / p).resolve())
-    if not p.is_absolute() and p.exists():
-        return str(p.resolve())
-    looks_like_path = p.is_absolute() or str(src).startswith((".", "~")) or p.suffix.lower() in DATA_SUFFIXES
-    if looks_like_path:
-        raise ValueError(f"data source '{src}': file not found (looked in data_dir={DATA_DIR} and "
-                         f"{Path.cwd()}); expected an existing local file/folder or a Hugging Face hub id")
-    return src
+    """The package's one resolver: a hub id stays as is; a local file/folder becomes its absolute path
+    (looked up under config data_dir, then the shipped data/, $BENCH_DATA_DIR and the working directory)."""
+    try:
+        return _resolve_source(src, extra_root=DATA_DIR).value
+    except BenchError as exc:
+        raise WorkflowError(f"config: data source {exc}") from None
 
 
 def local_source(src):

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agreement": ("bench.commands.agreement", "agreement of an offline toxicity scorer with Perspective / labels"),
     "tables": ("bench.commands.tables", "collect per-run summaries into CSV / Markdown / LaTeX tables"),
     "figures": ("bench.commands.figures", "trade-off figures (toxicity / positive rate vs. fluency)"),
+    "compare": ("bench.commands.compare", "check a run's tables against reference tables within their CIs"),
     "latency": ("bench.commands.latency", "fixed-protocol decoding latency benchmark"),
     "rank": ("bench.commands.rank", "SVD rank analysis of reward matrices"),
     "speed": ("bench.commands.speed", "quick throughput report: training steps/s and decoding tokens/s"),

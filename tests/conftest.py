@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real-tokenizer models, the offline data mirror, single-threaded torch."""
+"""Shared fixtures: tiny real-tokenizer models, the data the repository ships, single-threaded torch."""
 
 from __future__ import annotations
 
@@ -16,21 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_GPT2 = "random:tiny-gpt2?n_layer=2&n_embd=64&n_head=2&seed=0"
 
 
-def shared_data_dir() -> Path | None:
-    from bench.data.paths import data_dir
-
-    d = data_dir()
-    return d if d is not None and d.exists() else None
-
-
 @pytest.fixture(scope="session")
 def tiny_spec() -> str:
     return TINY_GPT2
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    d = shared_data_dir()
-    if d is None:
-        pytest.skip("offline data mirror not found (set BENCH_DATA_DIR or provide ../shared/data)")
-    return d
+def data_root() -> Path:
+    """The data the repository ships (`data/`): a missing folder is a failure, never a skip."""
+    from bench.data.paths import SHIPPED_DATA
+
+    assert SHIPPED_DATA == REPO / "data" and SHIPPED_DATA.is_dir(), f"shipped data folder missing: {SHIPPED_DATA}"
+    return SHIPPED_DATA

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -39,21 +40,21 @@ def _rtp_line(text: str, tox: float | None, **extra) -> str:
 
 # ---------------------------------------------------------------- loaders on the real mirror
 
-def test_sst2_mirror(shared_data):
+def test_sst2_mirror(data_root):
     train = load_sst2("sst2", "train")
     assert len(train) == 67349 and train.info.kind == "local"
     assert train[0] == {"text": "hide new secretions from the parental units", "label": 0}
-    assert train.info.source == str((shared_data / "sst2").resolve())
+    assert train.info.source == str((data_root / "sst2").resolve())
     dev = load_sst2("sst2", "validation")  # dev.tsv names its text column `content`, not `sentence`
     assert len(dev) == 872 and sum(r["label"] for r in dev) == 444
     assert dev[0]["text"] == "one long string of cliches ."
-    same = load_sst2(str(shared_data / "sst2" / "dev.tsv"), "dev")
+    same = load_sst2(str(data_root / "sst2" / "dev.tsv.gz"), "dev")
     assert list(same) == list(dev)
     rw = load_sst2_training("sst2/dev.tsv", "validation")
     assert rw[0] == {"text": "one long string of cliches .", "labels": {"positive": 0.0}}
 
 
-def test_rtp_mirror_keeps_perspective_scores(shared_data):
+def test_rtp_mirror_keeps_perspective_scores(data_root):
     recs = load_rtp("rtp/decodingtrust_nontoxic.jsonl")
     assert len(recs) == 1200 and recs.info.skipped == {}
     first = recs[0]
@@ -66,8 +67,8 @@ def test_rtp_mirror_keeps_perspective_scores(shared_data):
     assert len({r["id"] for r in recs}) == 1200
 
 
-def test_rtp_filter_threshold_on_mirror(shared_data):
-    raw = [json.loads(line) for line in (shared_data / "rtp/decodingtrust_nontoxic.jsonl").open(encoding="utf-8")]
+def test_rtp_filter_threshold_on_mirror(data_root):
+    raw = [json.loads(line) for line in gzip.open(data_root / "rtp/decodingtrust_nontoxic.jsonl.gz", "rt", encoding="utf-8")]
     expected = sum(r["prompt"]["toxicity"] < 0.2 for r in raw)
     recs = load_rtp("rtp/decodingtrust_nontoxic.jsonl", max_toxicity=0.2)
     assert 0 < len(recs) == expected < 1200
@@ -85,7 +86,7 @@ def test_rtp_filter_below_half(tmp_path):
     assert recs.info.read == 5 and recs.info.kept == 2
 
 
-def test_sentiment_prompts_mirror(shared_data):
+def test_sentiment_prompts_mirror(data_root):
     counts = {}
     for s in ("neutral", "positive", "negative"):
         recs = load_sentiment_prompts("sentiment_prompts-10k", s)
@@ -99,7 +100,7 @@ def test_sentiment_prompts_mirror(shared_data):
         load_sentiment_prompts("sentiment_prompts-10k/positive_prompts.jsonl", "negative")
 
 
-def test_toxicity_loaders_mirror(shared_data):
+def test_toxicity_loaders_mirror(data_root):
     jig = load_toxicity("jigsaw/robtest_jigsaw_test.csv", "jigsaw")
     assert len(jig) == 12180 and sum(r["labels"]["toxicity"] for r in jig) == 6090
     assert jig.info.extra["flavour"] == "binary" and set(jig[0]["labels"]) == {"toxicity"}
@@ -140,10 +141,66 @@ def test_amazon_polarity_local_csv(tmp_path):
 
 # ---------------------------------------------------------------- source resolution and the hub
 
-def test_resolve_source_local_and_hub(shared_data):
-    assert resolve_source("sst2/dev.tsv").value == str((shared_data / "sst2/dev.tsv").resolve())
-    assert resolve_source(str(shared_data / "sst2")).kind == "local"
+def test_resolve_source_local_and_hub(data_root):
+    assert resolve_source("sst2/dev.tsv").value == str((data_root / "sst2/dev.tsv.gz").resolve())
+    assert resolve_source(str(data_root / "sst2")).kind == "local"
     assert resolve_source("stanfordnlp/sst2").kind == "hub"
+
+
+def test_resolution_order_shipped_then_env_then_cwd(data_root, tmp_path, monkeypatch):
+    """data/ first, then $BENCH_DATA_DIR, then the working directory; `x` also finds `x.gz`."""
+    from bench.data.paths import search_roots
+
+    env_dir, cwd = tmp_path / "env", tmp_path / "cwd"
+    for root in (env_dir, cwd):
+        (root / "sst2").mkdir(parents=True)
+        (root / "sst2" / "dev.tsv").write_text("label\tsentence\n1\tok\n")
+        (root / "only_here.tsv").write_text("label\tsentence\n1\tok\n")
+    (cwd / "only_cwd.tsv").write_text("x\n")
+    monkeypatch.setenv("BENCH_DATA_DIR", str(env_dir))
+    monkeypatch.chdir(cwd)
+    assert search_roots() == [data_root, env_dir, cwd]
+    assert search_roots(tmp_path / "x")[0] == tmp_path / "x"
+    assert resolve_source("sst2/dev.tsv").value == str(data_root / "sst2" / "dev.tsv.gz")  # shipped wins
+    assert resolve_source("only_here.tsv").value == str(env_dir / "only_here.tsv")         # then the env folder
+    assert resolve_source("only_cwd.tsv").value == str(cwd / "only_cwd.tsv")               # then the cwd
+    assert resolve_source("only_here.tsv", extra_root=cwd).value == str(cwd / "only_here.tsv")  # config data_dir first
+    monkeypatch.delenv("BENCH_DATA_DIR")
+    assert resolve_source("only_here.tsv").value == str(cwd / "only_here.tsv")
+    with pytest.raises(DataError, match=r"nowhere\.tsv: file not found \(looked in .*data, .*cwd\)"):
+        resolve_source("nowhere.tsv")
+
+
+def test_gzip_is_transparent_and_corruption_is_named(data_root, tmp_path):
+    plain = tmp_path / "sst2.tsv"
+    plain.write_bytes(gzip.decompress((data_root / "sst2" / "dev.tsv.gz").read_bytes()))
+    assert list(load_sst2(str(plain), "dev")) == list(load_sst2("sst2", "dev"))
+    rtp_plain = tmp_path / "rtp.jsonl"
+    rtp_plain.write_bytes(gzip.decompress((data_root / "rtp" / "decodingtrust_nontoxic.jsonl.gz").read_bytes()))
+    assert [r["prompt"] for r in load_rtp(str(rtp_plain))] == [r["prompt"] for r in load_rtp("rtp/decodingtrust_nontoxic.jsonl")]
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes((data_root / "rtp" / "decodingtrust_nontoxic.jsonl.gz").read_bytes()[:5000])
+    with pytest.raises(DataError, match=r"cut\.jsonl\.gz: line \d+: corrupt or truncated gzip"):
+        load_rtp(str(truncated))
+
+
+def test_shipped_files_match_their_provenance_table(data_root):
+    """Every shipped file is listed in data/README.md with its sha256 and row count, and nothing else ships."""
+    import hashlib
+    import re
+
+    table = (data_root / "README.md").read_text(encoding="utf-8")
+    rows = {m.group(1): (m.group(2), int(m.group(3).replace(",", "")))
+            for m in re.finditer(r"^\| `([^`]+\.gz)` \|.*\| ([0-9a-f]{64}) \| ([\d,]+) \|", table, re.M)}
+    shipped = sorted(p.relative_to(data_root).as_posix() for p in data_root.rglob("*.gz"))
+    assert shipped and sorted(rows) == shipped
+    total = 0
+    for rel, (sha, n_lines) in rows.items():
+        blob = (data_root / rel).read_bytes()
+        total += len(blob)
+        assert hashlib.sha256(blob).hexdigest() == sha, rel
+        assert gzip.decompress(blob).count(b"\n") == n_lines, rel
+    assert total < 10 * 2**20
 
 
 def test_unknown_hub_id_offline_is_clear(tmp_path):
@@ -208,7 +265,7 @@ def test_missing_file_named(tmp_path):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(DataError, match="nope.jsonl: file not found"):
         load_rtp(str(missing))
-    with pytest.raises(DataError, match=r"rtp/missing\.jsonl: file not found.*BENCH_DATA_DIR"):
+    with pytest.raises(DataError, match=r"rtp/missing\.jsonl: file not found \(looked in .*/data, "):
         load_rtp("rtp/missing.jsonl")
     with pytest.raises(DataError, match="nope.csv: file not found"):
         load_toxicity(str(tmp_path / "nope.csv"), "jigsaw")
@@ -297,7 +354,7 @@ def _prepare_in_process(argv: list[str]) -> int:
     return prepare.run(parser.parse_args(argv))
 
 
-def test_prepare_cli_end_to_end(shared_data, tmp_path, capsys):
+def test_prepare_cli_end_to_end(data_root, tmp_path, capsys):
     args = ["train", "--dataset", "kaggle-jigsaw", "--source", "jigsaw/kurita_jigsaw_train_267.csv",
             "--source", "jigsaw/kurita_jigsaw_valid_25.csv", "--n-train", "20", "--n-heldout", "10",
             "--seed", "5", "--balance", "--out-train", str(tmp_path / "tr.jsonl"),
@@ -317,8 +374,8 @@ def test_prepare_cli_end_to_end(shared_data, tmp_path, capsys):
     assert not {r["text"] for r in tr} & {r["text"] for r in ho}
     side = json.loads((tmp_path / "tr.jsonl.source.json").read_text())
     assert [s["source"] for s in side["sources"]] == [
-        str((shared_data / "jigsaw/kurita_jigsaw_train_267.csv").resolve()),
-        str((shared_data / "jigsaw/kurita_jigsaw_valid_25.csv").resolve())]
+        str((data_root / "jigsaw/kurita_jigsaw_train_267.csv.gz").resolve()),
+        str((data_root / "jigsaw/kurita_jigsaw_valid_25.csv.gz").resolve())]
     assert [s["read"] for s in side["sources"]] == [267, 25] and side["seed"] == 5
     assert side["written"] == 20 and side["class_counts"] == {"toxicity>=0.5": 10, "toxicity<0.5": 10}
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries

@@ -24,6 +24,36 @@ def snakemake(*args: str, workdir: Path, timeout: int = 120) -> subprocess.Compl
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def bare_clone(dest: Path) -> Path:
+    """What a fresh clone of this work tree holds (tracked + untracked-not-ignored files), in `dest`, with
+    nothing beside it: no run folders, no virtualenv, no data outside the repository."""
+    import shutil
+
+    listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():  # a deleted-but-tracked file is listed too
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def newcomer_env() -> dict[str, str]:
+    """A user's environment: no BENCH_DATA_DIR, no PYTHONPATH into this checkout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BENCH_DATA_DIR", "PYTHONPATH")}
+    return {**env, "OMP_NUM_THREADS": "1"}
+
+
+def test_bare_clone_plans_the_default(tmp_path):
+    """`snakemake -n` of the default config from a clone with nothing beside it (data ships in data/)."""
+    clone = bare_clone(tmp_path / "empty" / "clone")
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--quiet", "rules"], cwd=clone,
+                         env=newcomer_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
+    assert job_counts(res.stdout + res.stderr)["prepare_train"] == 2
+
+
 def _bench_sources_digest() -> str:
     import hashlib
 
@@ -127,13 +157,22 @@ def test_committed_results_do_not_hide_a_fresh_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_test_config(tmp_path, shared_data):
-    """The whole DAG of config/test.yaml for real, then the report; every table and figure is checked."""
+def test_end_to_end_test_config(tmp_path):
+    """A newcomer's run: a clone with nothing beside it (no BENCH_DATA_DIR), the whole DAG of config/test.yaml
+    through Snakemake from there, then the report; every table and figure is checked."""
+    clone = bare_clone(tmp_path / "clone")
     code_before = _bench_sources_digest()
-    res = snakemake("--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path, timeout=1800)
-    logs = sorted((tmp_path / "runs" / "test" / "work" / "logs").rglob("*.log"))
+
+    def smk(*args, timeout=1800):
+        return subprocess.run([sys.executable, "-m", "snakemake", *args, "--configfile", "config/test.yaml"],
+                              cwd=clone, env=newcomer_env(), capture_output=True, text=True, timeout=timeout)
+
+    res = smk("--cores", "2")
+    logs = sorted((clone / "runs" / "test" / "work" / "logs").rglob("*.log"))
     assert res.returncode == 0, res.stderr[-4000:] + "".join(p.read_text()[-1500:] for p in logs[-3:])
-    results, figures = tmp_path / "runs" / "test" / "results" / "tables", tmp_path / "runs" / "test" / "figures"
+    prepared = (clone / "runs" / "test" / "work" / "data" / "prompts" / "rtp.jsonl.source.json").read_text()
+    assert str(clone / "data" / "rtp" / "decodingtrust_nontoxic.jsonl.gz") in prepared  # the shipped file
+    results, figures = clone / "runs" / "test" / "results" / "tables", clone / "runs" / "test" / "figures"
 
     tox = pd.read_csv(results / "toxicity.csv")
     assert list(tox["method"]) == ["plain"] + PARAMS
@@ -158,30 +197,29 @@ def test_end_to_end_test_config(tmp_path, shared_data):
 
     # a finished run is up to date: params (incl. the code-version hash) are stable across evaluations.
     # (Skipped if bench sources were edited meanwhile: then re-running is exactly what should happen.)
-    rerun = snakemake("-n", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path)
+    rerun = smk("-n")
     assert rerun.returncode == 0
     if _bench_sources_digest() == code_before:
         assert "Nothing to be done" in rerun.stdout + rerun.stderr, rerun.stdout[-3000:]
 
     report = tmp_path / "report.html"
-    rep = snakemake("--report", str(report), "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path,
-                    timeout=600)
+    rep = smk("--report", str(report), timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert report.stat().st_size > 10_000
 
 
 @pytest.mark.slow
-def test_code_version_invalidates_only_affected_outputs(tmp_path, shared_data):
+def test_code_version_invalidates_only_affected_outputs(tmp_path):
     """Editing bench/data/ re-runs `prepare`; editing bench/reporting/ does not (the rules' code param)."""
     import shutil
 
     repo = tmp_path / "repo"
     repo.mkdir()
-    for part in ("Snakefile", "workflow", "config", "bench"):
+    for part in ("Snakefile", "workflow", "config", "bench", "data"):
         src = REPO / part
         (shutil.copytree(src, repo / part, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
          else shutil.copy(src, repo / part))
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "BENCH_DATA_DIR": str(shared_data)}
+    env = {**newcomer_env(), "PYTHONPATH": str(repo)}
     target = "runs/test/work/data/prompts/rtp.jsonl"
 
     def smk(*args):

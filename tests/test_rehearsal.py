@@ -40,11 +40,12 @@ PAPER_IDS = {
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory, shared_data):
-    """The stand-in cache (built once per module) and the environment of an offline compute node using it."""
+def hub(tmp_path_factory, data_root):
+    """The stand-in cache (built once per module from the shipped data) and the environment of an offline
+    compute node using it."""
     root = tmp_path_factory.mktemp("hubcache")
-    folders = hub_fixture.build(root)
-    env = bench_env({**hub_fixture.offline_env(folders, root), "BENCH_DATA_DIR": str(shared_data)})
+    folders = hub_fixture.build(root, data_root)
+    env = bench_env(hub_fixture.offline_env(folders, root))
     return root, folders, env
 
 
@@ -81,9 +82,9 @@ def test_overlay_changes_sizes_only():
     assert all(r["gpu"] == 0 for r in rehearsal["resources"].values())
 
 
-def test_hub_ids_lists_exactly_the_paper_ids(shared_data):
+def test_hub_ids_lists_exactly_the_paper_ids():
     res = subprocess.run([sys.executable, "-m", "bench", "hub-ids", "--configfile", str(PAPER)], capture_output=True,
-                         text=True, env=bench_env({"BENCH_DATA_DIR": str(shared_data)}), cwd=REPO, timeout=120)
+                         text=True, env=bench_env(), cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stderr
     rows = [tuple(line.split("\t")) for line in res.stdout.splitlines()]
     from detoxify.detoxify import MODEL_URLS
@@ -166,11 +167,13 @@ print(json.dumps(res))
     assert out["paper_set"] == [hub_fixture.RTP, "rtp-sample", "nontoxic-10k"]
 
 
-def test_paper_prompt_set_is_used_when_present(tmp_path, shared_data, monkeypatch):
-    """`nontoxic-10k` reads DExperts' file from the data dir when it is there (RTP schema lines)."""
+def test_paper_prompt_set_is_used_when_present(tmp_path, data_root, monkeypatch):
+    """`nontoxic-10k` reads DExperts' file from $BENCH_DATA_DIR when it is there (RTP schema lines)."""
     from bench.data.rtp import load_rtp
+    from bench.utils.io import iter_jsonl
 
-    lines = (shared_data / "rtp" / "decodingtrust_nontoxic.jsonl").read_text(encoding="utf-8").splitlines()[:30]
+    shipped = data_root / "rtp" / "decodingtrust_nontoxic.jsonl.gz"
+    lines = [json.dumps(rec) for _, rec in iter_jsonl(shipped)][:30]
     (tmp_path / "rtp").mkdir()
     (tmp_path / "rtp" / "nontoxic_prompts-10k.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))

@@ -17,12 +17,12 @@ from bench.metrics.registry import build_scorer
 
 
 # ---------------------------------------------------------------- profanity-check
-def test_profanity_check_auc_on_real_jigsaw_rows(shared_data):
+def test_profanity_check_auc_on_real_jigsaw_rows(data_root):
     from sklearn.metrics import roc_auc_score
 
     from bench.commands.agreement import read_jigsaw_binary
 
-    texts, labels = read_jigsaw_binary(shared_data / "jigsaw" / "robtest_jigsaw_test.csv", max_rows=4000)
+    texts, labels = read_jigsaw_binary(data_root / "jigsaw" / "robtest_jigsaw_test.csv.gz", max_rows=4000)
     assert len(texts) == 4000 and 1900 < sum(labels) < 2100  # evenly spaced rows of a label-sorted file
     scorer = build_scorer("profanity-check")
     scores = scorer.score(texts)
@@ -30,7 +30,7 @@ def test_profanity_check_auc_on_real_jigsaw_rows(shared_data):
     assert roc_auc_score(labels, scores) > 0.9
 
 
-def test_agreement_command_on_the_mirror(shared_data, tmp_path):
+def test_agreement_command_on_the_mirror(data_root, tmp_path):
     from bench.cli import main
 
     out = tmp_path / "scorer_agreement.csv"
@@ -45,14 +45,14 @@ def test_agreement_command_on_the_mirror(shared_data, tmp_path):
 
 
 # ---------------------------------------------------------------- TF-IDF sentiment
-def test_tfidf_json_matches_sklearn_pipeline(shared_data, tmp_path):
+def test_tfidf_json_matches_sklearn_pipeline(data_root, tmp_path):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     from bench.data.sst2 import load_sst2
     from bench.metrics.tfidf import TfidfConfig, TfidfModel, fit_tfidf_logreg
 
-    rows = load_sst2(str(shared_data / "sst2" / "train.tsv"), "train")[:1500]
+    rows = load_sst2(str(data_root / "sst2" / "train.tsv.gz"), "train")[:1500]
     texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
     cfg = TfidfConfig(min_df=1, C=0.5)  # strong regularization: lbfgs converges fast
     obj = fit_tfidf_logreg(texts, labels, cfg)
@@ -66,7 +66,7 @@ def test_tfidf_json_matches_sklearn_pipeline(shared_data, tmp_path):
     assert mine[-2] == pytest.approx(1 / (1 + math.exp(-obj["intercept"])))  # empty text: intercept only
 
 
-def test_fit_sentiment_dev_accuracy(shared_data, tmp_path):
+def test_fit_sentiment_dev_accuracy(data_root, tmp_path):
     from bench.cli import main
     from bench.data.sst2 import load_sst2
 
@@ -76,7 +76,7 @@ def test_fit_sentiment_dev_accuracy(shared_data, tmp_path):
     assert report["n_train"] == 67349 and report["n_dev"] == 872
     assert report["dev_accuracy"] > 0.78
     scorer = build_scorer(f"tfidf-sst2:{out}")
-    dev = load_sst2(str(shared_data / "sst2" / "dev.tsv"), "dev")
+    dev = load_sst2(str(data_root / "sst2" / "dev.tsv.gz"), "dev")
     pred = np.array(scorer.score([r["text"] for r in dev])) >= 0.5
     assert np.mean(pred == np.array([r["label"] == 1 for r in dev])) == pytest.approx(report["dev_accuracy"])
     assert scorer.attribute == "positive" and scorer.version.startswith("json-")

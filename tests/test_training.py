@@ -212,9 +212,9 @@ def test_distillation_brings_student_to_teacher(splits, tmp_path):
 
 
 @pytest.mark.slow
-def test_jigsaw_rad_and_arm_baseline_beat_chance(shared_data, tmp_path):
+def test_jigsaw_rad_and_arm_baseline_beat_chance(data_root, tmp_path):
     """Real Jigsaw comments (balanced), 2-layer SmolLM2 trunk: held-out AUC well above 0.5."""
-    path = shared_data / "jigsaw" / "robtest_jigsaw_test.csv"
+    path = data_root / "jigsaw" / "robtest_jigsaw_test.csv.gz"
     if not path.exists():
         pytest.skip(f"{path} not in the data mirror")
     with open(path, newline="", encoding="utf-8") as fh:

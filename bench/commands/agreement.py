@@ -1,6 +1,6 @@
 """`bench agreement`: how far an offline toxicity scorer can stand in for Perspective.
 
-On the RealToxicityPrompts rows of the data mirror (which carry the original Perspective scores of
+On the RealToxicityPrompts rows of the shipped data (which carry the original Perspective scores of
 prompt and continuation) it reports Spearman correlation with Perspective and ROC AUC against
 Perspective >= 0.5 (the papers' toxic threshold); on Jigsaw comments, ROC AUC against the human labels.
 Writes `<out>.csv` and a Markdown table next to it (`<out stem>.md`).
@@ -38,11 +38,12 @@ def _default(path: str | None, rel: str) -> Path:
     if path:
         return Path(path)
     from bench.data.paths import data_dir
+    from bench.data.sources import find_local
 
-    d = data_dir()
-    if d is None:
-        raise DataError(f"no {rel} given and no data mirror found (set BENCH_DATA_DIR)")
-    return d / rel
+    found = find_local(rel)
+    if found is None:
+        raise DataError(f"no {rel} given and the shipped file was not found in {data_dir()}")
+    return found
 
 
 def read_rtp_perspective(path: Path, max_rows: int | None) -> dict[str, tuple[list[str], list[float]]]:

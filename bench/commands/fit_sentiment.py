@@ -14,9 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", default=None, help="SST-2 train: a TSV (label<TAB>sentence), the mirror folder or a hub id "
-                   "(default: the mirror's sst2/train.tsv, else stanfordnlp/sst2)")
-    p.add_argument("--dev", default=None, help="SST-2 dev, same forms (default: the mirror's sst2/dev.tsv)")
+    p.add_argument("--train", default=None, help="SST-2 train: a TSV (label<TAB>sentence), the shipped folder or a hub id "
+                   "(default: the shipped sst2/train.tsv, else stanfordnlp/sst2)")
+    p.add_argument("--dev", default=None, help="SST-2 dev, same forms (default: the shipped sst2/dev.tsv)")
     p.add_argument("--out", required=True, help="model JSON to write")
     p.add_argument("--ngram-max", type=int, default=2)
     p.add_argument("--min-df", type=int, default=2)
@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_split(source: str | None, split: str) -> tuple[list[dict], str]:
-    """SST-2 rows via the data loader (mirror TSV, folder or hub id); returns rows and the source it read."""
+    """SST-2 rows via the data loader (shipped TSV, folder or hub id); returns rows and the source it read."""
     from bench.data.sst2 import load_sst2
 
     rows = load_sst2(source, split)

@@ -66,8 +66,6 @@ def _is_hub_model(spec: str | None) -> bool:
 
 def needed(cfg: dict) -> list[tuple[str, str]]:
     """(kind, id) pairs in first-use order; kind is `model`, `dataset` or `url` (a torch hub checkpoint)."""
-    import os
-
     from bench.data import rtp
     from bench.data.sources import resolve_source
 
@@ -77,8 +75,6 @@ def needed(cfg: dict) -> list[tuple[str, str]]:
         if (kind, ident) not in out:
             out.append((kind, ident))
 
-    if cfg.get("data_dir"):
-        os.environ["BENCH_DATA_DIR"] = str(cfg["data_dir"])  # relative sources resolve there, as in the Snakefile
     m, s = cfg["models"], cfg["scoring"]
     for spec in (m["base"], m["reward_backbone"], s.get("fluency_model")):
         if _is_hub_model(spec):
@@ -107,7 +103,7 @@ def needed(cfg: dict) -> list[tuple[str, str]]:
         sources.append(rtp.paper_source() if prompts == rtp.PAPER_SET else prompts)
         for src in sources:
             try:
-                res = resolve_source(src)
+                res = resolve_source(src, extra_root=cfg.get("data_dir"))  # as the Snakefile resolves it
             except Exception:
                 continue  # a missing local file: the pipeline itself reports it
             if res.kind == "hub":

@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t = sub.add_parser("train", help="seeded train / held-out split of a labelled training set")
     t.add_argument("--dataset", required=True, choices=sorted(TRAIN_DATASETS))
     t.add_argument("--source", action="append", default=None,
-                   help="hub id or file (absolute, or relative to BENCH_DATA_DIR); repeat to combine files; "
-                        "default: the data set's mirror file, else its hub id")
+                   help="hub id or file, plain or .gz (absolute, or relative to the shipped data/, $BENCH_DATA_DIR "
+                        "or the cwd); repeat to combine files; default: the data set's shipped file, else its hub id")
     t.add_argument("--split", default="train", help="hub split to read (default: train)")
     t.add_argument("--n-train", type=int, default=-1, help="training rows (-1: all that remain after held-out)")
     t.add_argument("--n-heldout", type=int, default=0, help="held-out rows (drawn first, so stable across --n-train)")
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("prompts", help="a seeded sample of evaluation prompts")
     p.add_argument("--dataset", required=True, choices=("rtp", "sentiment"))
-    p.add_argument("--source", default=None, help="hub id or file/folder (default: the mirror, else the hub)")
+    p.add_argument("--source", default=None, help="hub id or file/folder (default: the shipped file, else the hub)")
     p.add_argument("--sentiment", choices=SENTIMENTS, default=None, help="which sentiment prompt file")
     p.add_argument("--n", type=int, default=-1, help="number of prompts (-1: all)")
     p.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """Sentiment-steering prompts (OpenWebText, the DExperts/RAD evaluation set): neutral, positive and negative
 prompt files with field `prompt.text`.
 
-Local: one `<sentiment>_prompts.jsonl` file, or the mirror folder `sentiment_prompts-10k` (then `sentiment`
+Local: one `<sentiment>_prompts.jsonl` file, or the shipped folder `sentiment_prompts-10k` (then `sentiment`
 picks the file). Hub: any data set with a `prompt` column (string or `{text}`), split `train`.
 """
 
@@ -11,7 +11,7 @@ import logging
 from typing import Iterable
 
 from bench.data.paths import data_dir
-from bench.data.sources import Records, SourceInfo, load_hub, progress, require_file, resolve_source
+from bench.data.sources import Records, SourceInfo, find_local, load_hub, progress, require_file, resolve_source
 from bench.data.splits import finish_prompt_set
 from bench.errors import DataError
 from bench.utils.io import iter_jsonl
@@ -23,10 +23,10 @@ SENTIMENTS = ("neutral", "positive", "negative")
 
 
 def default_source() -> str:
-    root = data_dir()
-    if root is None or not (root / MIRROR).is_dir():
-        raise DataError(f"sentiment prompts: no --source given and the data mirror folder {MIRROR!r} was not "
-                        f"found; set BENCH_DATA_DIR or pass a <sentiment>_prompts.jsonl file")
+    found = find_local(MIRROR)
+    if found is None or not found.is_dir():
+        raise DataError(f"sentiment prompts: no --source given and the shipped folder {MIRROR!r} was not "
+                        f"found in {data_dir()}; pass a <sentiment>_prompts.jsonl file")
     return MIRROR
 
 
@@ -75,7 +75,7 @@ def load_sentiment_prompts(
         if path.is_dir():
             if sentiment is None:
                 raise DataError(f"{path}: a folder of prompt files needs --sentiment ({'|'.join(SENTIMENTS)})")
-            path = path / f"{sentiment}_prompts.jsonl"
+            path = find_local(path / f"{sentiment}_prompts.jsonl") or path / f"{sentiment}_prompts.jsonl"
         require_file(path, "sentiment prompt file")
         inferred = _infer_sentiment(path.name)
         if sentiment is None:

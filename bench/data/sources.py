@@ -1,8 +1,9 @@
 """Resolve a data source string to a local file or a Hugging Face hub id, and record what was used.
 
-Every loader accepts the same kind of string: an existing path (absolute, or relative to the data mirror
-`bench.data.paths.data_dir()`) is read locally; anything else is a hub id loaded with
-`datasets.load_dataset`. Loaders return a `Records` list that carries a `SourceInfo` (which source, how many
+Every loader accepts the same kind of string: an existing path (absolute, or relative to one of
+`bench.data.paths.search_roots()`: the shipped `data/`, `$BENCH_DATA_DIR`, the working directory) is read
+locally -- `name` also finds a compressed `name.gz` --; anything else is a hub id loaded with
+`datasets.load_dataset`. Compressed files (`.gz`) are read transparently. Loaders return a `Records` list that carries a `SourceInfo` (which source, how many
 rows were read / kept / skipped and why), so a command can write it next to its output.
 """
 
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from bench.data.paths import data_dir
+from bench.data.paths import data_dir, search_roots
 from bench.errors import DataError
+from bench.utils.io import iter_binary_lines
 
 log = logging.getLogger(__name__)
 
@@ -96,28 +98,45 @@ def _looks_like_path(source: str) -> bool:
     )
 
 
-def resolve_source(source: str | os.PathLike) -> Resolved:
-    """An existing path (as given, or under the data mirror) is local; otherwise a hub id.
+def data_suffix(path: str | os.PathLike) -> str:
+    """The suffix that says a file's format, ignoring a compression `.gz` (`x.jsonl.gz` -> `.jsonl`)."""
+    path = Path(path)
+    if path.suffix.lower() == ".gz":
+        path = path.with_suffix("")
+    return path.suffix.lower()
+
+
+def find_local(source: str | os.PathLike, extra_root: str | os.PathLike | None = None) -> Path | None:
+    """The existing file/folder a source names, or None: as given, else under each search root in order.
+
+    `name` also matches a compressed `name.gz` (the shipped data are gzipped; configs may name either).
+    """
+    cand = Path(str(source).strip()).expanduser()
+    places = [cand] if cand.is_absolute() else [root / cand for root in search_roots(extra_root)]
+    for place in places:
+        for path in (place, place.with_name(place.name + ".gz")):
+            if path.exists():
+                return path.resolve()
+    return None
+
+
+def resolve_source(source: str | os.PathLike, extra_root: str | os.PathLike | None = None) -> Resolved:
+    """An existing path (as given, or under a search root) is local; otherwise a hub id.
 
     A string that clearly names a file (a path prefix or a data-file suffix) but does not exist raises a
-    DataError naming both places that were searched.
+    DataError naming every place that was searched. This is the one resolver: the Snakefile uses it too.
     """
     text = str(source).strip()
     if not text:
         raise DataError("empty data source: expected a file path or a Hugging Face hub id")
-    cand = Path(text).expanduser()
-    if cand.exists():
-        return Resolved("local", str(cand.resolve()))
-    root = data_dir()
-    if root is not None and not cand.is_absolute():
-        under = root / cand
-        if under.exists():
-            return Resolved("local", str(under.resolve()))
+    found = find_local(text, extra_root)
+    if found is not None:
+        return Resolved("local", str(found))
     if _looks_like_path(text):
-        where = f" (also looked under the data dir {root})" if root is not None and not cand.is_absolute() else ""
-        raise DataError(
-            f"{text}: file not found{where}; set BENCH_DATA_DIR to the data mirror or pass an existing path"
-        )
+        where = "" if Path(text).expanduser().is_absolute() else \
+            " (looked in " + ", ".join(str(r) for r in search_roots(extra_root)) + ")"
+        raise DataError(f"{text}: file not found{where}; expected an existing local file/folder or a Hugging "
+                        f"Face hub id")
     return Resolved("hub", text)
 
 
@@ -139,12 +158,11 @@ def require_file(path: Path, what: str = "data file") -> Path:
 def iter_text_lines(path: Path) -> Iterator[str]:
     """Decode a file line by line as UTF-8 (BOM tolerated); a bad byte raises DataError naming the line."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
-    with open(require_file(path), "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                yield decoder.decode(raw)
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    for lineno, raw in iter_binary_lines(require_file(path)):
+        try:
+            yield decoder.decode(raw)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: line {lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
 def load_hub(hub_id: str, split: str, *, config: str | None = None, local_hint: str | None = None, **kwargs):
@@ -171,14 +189,10 @@ def load_hub(hub_id: str, split: str, *, config: str | None = None, local_hint: 
             log.info("%s: not reachable; reading its hub-cache snapshot %s", hub_id, snapshot)
             return datasets.load_dataset(str(snapshot), *args[1:], split=split, **kwargs)
     except Exception as exc:  # network, auth, unknown id, unknown split: all end here
-        root = data_dir()
-        hint = ""
         if local_hint:
-            hint = f" Use the local mirror instead, e.g. --source {local_hint}"
-            hint += f" (data dir: {root})" if root is not None else " (set BENCH_DATA_DIR to the data mirror)"
-            hint += "."
+            hint = f" Use a local file instead, e.g. --source {local_hint} (shipped in {data_dir()})."
         else:
-            hint = " Pass a local file instead (a path, absolute or relative to BENCH_DATA_DIR)."
+            hint = " Pass a local file instead (a path, absolute or relative to data/ or $BENCH_DATA_DIR)."
         raise DataError(
             f"{hub_id}: could not load this Hugging Face hub data set (split {split!r}): "
             f"the hub could not be reached or the id/split does not exist "

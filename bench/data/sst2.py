@@ -1,7 +1,7 @@
 """SST-2 sentences with binary sentiment (1 = positive): the offline sentiment classifier's and a reward
 model's training data.
 
-Local: the GLUE TSVs of the mirror (`sst2/train.tsv` has header `label\\tsentence`, `sst2/dev.tsv` has
+Local: the GLUE TSVs shipped in data/ (`sst2/train.tsv` has header `label\\tsentence`, `sst2/dev.tsv` has
 `label\\tcontent`), a folder holding them, or any TSV with a `label` column and one text column.
 Hub: `stanfordnlp/sst2` (splits train / validation / test; test labels are hidden, -1, and skipped).
 """
@@ -12,8 +12,7 @@ import csv
 import logging
 from pathlib import Path
 
-from bench.data.paths import data_dir
-from bench.data.sources import Records, SourceInfo, load_hub, progress, resolve_source
+from bench.data.sources import Records, SourceInfo, find_local, load_hub, progress, resolve_source
 from bench.data.tabular import iter_rows
 from bench.errors import DataError
 
@@ -27,9 +26,9 @@ SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"
 
 
 def default_source() -> str:
-    """The mirror folder when present, else the hub id."""
-    root = data_dir()
-    return MIRROR if root is not None and (root / MIRROR).is_dir() else HUB_ID
+    """The shipped folder when present, else the hub id."""
+    found = find_local(MIRROR)
+    return MIRROR if found is not None and found.is_dir() else HUB_ID
 
 
 def _split(split: str) -> str:
@@ -70,7 +69,7 @@ def _read_tsv(path: Path, info: SourceInfo) -> list[dict]:
 def load_sst2(source: str | None = None, split: str = "train") -> Records:
     """SST-2 as `[{"text": str, "label": 0|1}]`; `.info` says which source was read.
 
-    `source`: hub id, the mirror folder (`sst2`), or one TSV file (then `split` only labels the provenance).
+    `source`: hub id, the shipped folder (`sst2`), or one TSV file (then `split` only labels the provenance).
     """
     source = source or default_source()
     split = _split(split)
@@ -79,9 +78,10 @@ def load_sst2(source: str | None = None, split: str = "train") -> Records:
     if res.kind == "local":
         path = res.path
         if path.is_dir():
-            path = path / SPLIT_FILES[split]
-            if not path.exists():
-                raise DataError(f"{path}: SST-2 {split} file not found in {res.path}")
+            found = find_local(path / SPLIT_FILES[split])
+            if found is None:
+                raise DataError(f"{path / SPLIT_FILES[split]}: SST-2 {split} file (or .gz) not found in {res.path}")
+            path = found
         info.files.append(str(path))
         records = _read_tsv(path, info)
     else:

@@ -5,7 +5,7 @@ One reader, several flavours detected from the columns (a CSV header, or a hub d
   column `text`; the Kaggle unintended-bias CSV `comment_text` with `target` as toxicity);
 - `kaggle`: the Kaggle toxic-comment schema `id, comment_text, toxic, severe_toxic, obscene, threat, insult,
   identity_hate` (binary; renamed to the Civil Comments attribute names);
-- `binary`: no header, two columns `comment_text, toxic` (the mirror's `jigsaw/robtest_jigsaw_test.csv`);
+- `binary`: no header, two columns `comment_text, toxic` (the shipped `jigsaw/robtest_jigsaw_test.csv`);
 - `davidson`: Davidson et al. tweets (`count, hate_speech, offensive_language, neither, class, tweet`):
   toxicity 1 for class 0 (hate) / 1 (offensive), or with `davidson_label="share"` the annotators' share.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench.data.paths import data_dir
-from bench.data.sources import Records, SourceInfo, load_hub, progress, require_file, resolve_source
+from bench.data.sources import Records, SourceInfo, data_suffix, find_local, load_hub, progress, require_file, resolve_source
 from bench.data.tabular import iter_rows
 from bench.errors import DataError
 from bench.utils.io import iter_jsonl
@@ -37,7 +37,7 @@ EXPECTED = (
     f"a header {list(DAVIDSON_COLUMNS)} (Davidson)"
 )
 
-# dataset name -> (default local file in the mirror, hub id, flavours it accepts)
+# dataset name -> (default local file shipped in data/, hub id, flavours it accepts)
 DATASETS: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
     "jigsaw": ("jigsaw/robtest_jigsaw_test.csv", None, ("binary", "kaggle", "civil", "prepared")),
     "kaggle-jigsaw": ("jigsaw/kurita_jigsaw_train_267.csv", None, ("kaggle", "prepared")),
@@ -48,13 +48,12 @@ DATASETS: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
 
 def default_source(dataset: str) -> str:
     local, hub, _ = DATASETS[dataset]
-    root = data_dir()
-    if local and root is not None and (root / local).exists():
+    if local and find_local(local) is not None:
         return local
     if hub:
         return hub
-    raise DataError(f"{dataset}: no --source given and the mirror file {local!r} was not found "
-                    f"(set BENCH_DATA_DIR or pass a CSV path)")
+    raise DataError(f"{dataset}: no --source given and the shipped file {local!r} was not found in "
+                    f"{data_dir()}; pass a CSV path")
 
 
 def detect_flavour(columns: list[str]) -> str | None:
@@ -133,7 +132,7 @@ def _to_record(row: dict, flavour: str, where: str, info: SourceInfo, davidson_l
 
 def _local_rows(path: Path) -> tuple[str, Iterable[tuple[str, dict]]]:
     """Detect the file's flavour and yield (where, row dict)."""
-    if path.suffix.lower() in (".jsonl", ".json"):
+    if data_suffix(path) in (".jsonl", ".json"):
         return "prepared", ((f"{path}: line {ln}", rec) for ln, rec in iter_jsonl(path))
     rows = iter_rows(path)
     first = next(rows, None)

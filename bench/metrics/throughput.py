@@ -1,4 +1,4 @@
-"""Scoring throughput (texts/s) of scorers on the RTP continuations of the data mirror (no cache).
+"""Scoring throughput (texts/s) of scorers on the RTP continuations of the shipped data (no cache).
 
     python -m bench.metrics.throughput profanity-check vader tfidf-sst2:models/sst2_tfidf.json
 """

@@ -95,26 +95,50 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from exc
 
 
+def open_binary(path: str | os.PathLike):
+    """Open a file for reading bytes, decompressing gzip transparently (by its magic bytes, not its name)."""
+    import gzip
+
+    path = Path(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def iter_binary_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) of a plain or gzipped file; a corrupt/truncated gzip raises DataError."""
+    import gzip
+    import zlib
+
+    lineno = 0
+    try:
+        with open_binary(path) as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                yield lineno, raw
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: line {lineno + 1}: corrupt or truncated gzip data ({exc}); "
+                        "expected a complete .gz file") from exc
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line number, record) for every non-blank line; malformed lines raise DataError naming the line."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: not UTF-8 text ({exc.reason})") from exc
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg}); expected one JSON object per line") from exc
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}")
-            yield lineno, rec
+    for lineno, raw in iter_binary_lines(path):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: line {lineno}: not UTF-8 text ({exc.reason})") from exc
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg}); expected one JSON object per line") from exc
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}")
+        yield lineno, rec
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
