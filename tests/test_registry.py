@@ -152,12 +152,19 @@ class ToyVocabRewardModel(RewardModel):
 
     @torch.no_grad()
     def score_vocab(self, input_ids, attention_mask, state=None, chunk_size=1024):
-        return self._vocab(self._hidden(input_ids, attention_mask)[:, -1])
+        ids, mask = self.with_bos(input_ids, attention_mask)  # read BOS + text, as the training collator does
+        return self._vocab(self._hidden(ids, mask)[:, -1])
 
     @torch.no_grad()
     def score_candidates(self, input_ids, attention_mask, candidates, state=None):
         v = self.score_vocab(input_ids, attention_mask)  # [B, V, m]
         return v.gather(1, candidates.long()[..., None].expand(-1, -1, v.shape[-1]))
+
+    def _head_module(self):  # what counting() hooks as "one reward evaluation"
+        return self.head
+
+    def step_cost(self, k):  # for the latency harness' FLOPs limit
+        return {"trunk_params": self._trunk_param_count(), "extra_params": self.head.weight.numel(), "positions": 1}
 '''
 
 
@@ -200,7 +207,7 @@ def test_toy_parametrization_through_train_generate_score_tables_latency_rank(tm
     from bench.models.loading import load_tokenizer
 
     tok = load_tokenizer(TINY_GPT2)
-    prefix = torch.tensor([[tok.bos_token_id, *tok.encode("sample 3 is")]])
+    prefix = torch.tensor([tok.encode("sample 3 is")])  # the model puts its own BOS in front
     bad, good = tok.encode(" bad")[0], tok.encode(" good")[0]
     r = model.score_candidates(prefix, torch.ones_like(prefix), torch.tensor([[bad, good]]))[0, :, 0]
     assert float(r[0]) > float(r[1])  # it learnt something: the toxic continuation scores higher
@@ -222,21 +229,20 @@ def test_toy_parametrization_through_train_generate_score_tables_latency_rank(tm
     assert "Toy (full vocab head)" in (work / "tables" / "toxicity.md").read_text()
 
     # latency (bench latency): the toy is a method of the sweep, timed from its trained folder.
-    # LEAD: the latency harness is being rewritten (branch `latency`); keep this call on its public CLI.
     out = work / "latency"
     assert main(["latency", "--base", TINY_GPT2, "--reward", TINY_GPT2, "--reward-layers", "1", "--methods",
                  "plain,toy-vocab", "--top-k", "2", "--batch-sizes", "1", "--new-tokens", "2", "--prompt-len", "4",
-                 "--warmup", "0", "--repeats", "1", "--device", "cpu", "--reward-model", f"toy-vocab={rm}",
+                 "--min-run-time", "0.01", "--max-run-time", "0.05", "--min-samples", "2", "--retries", "0",
+                 "--device", "cpu", "--reward-model", f"toy-vocab={rm}",
                  "--out-csv", str(out / "latency.csv")]) == 0
     lat = list(csv.DictReader(open(out / "latency.csv")))
     assert [r["method"] for r in lat] == ["plain", "toy-vocab"]
     assert all(float(r["ms_per_token"]) > 0 for r in lat)
 
     # rank (bench rank): the toy's reward matrix over prefixes x vocabulary.
-    # LEAD: the rank command is being reworked (branch `rmapi`); keep this call on its public CLI.
     out = work / "rank"
     assert main(["rank", "--model", f"toxicity:toy-vocab={rm}", "--prefixes", f"toxicity={gen}", "--n-prefixes",
-                 "8", "--cuts", "2", "--out-csv", str(out / "rank.csv")]) == 0
+                 "8", "--cuts", "2", "--columns", "vocab", "--out-csv", str(out / "rank.csv")]) == 0
     ranks = list(csv.DictReader(open(out / "rank.csv")))
     assert ranks and {r["method"] for r in ranks} == {"toy-vocab"}
     assert all(1 <= int(r["numerical_rank"]) <= 8 for r in ranks)  # at most the number of prefixes

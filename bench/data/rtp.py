@@ -1,8 +1,14 @@
 """RealToxicityPrompts prompts for detoxification: non-toxic prompts (Perspective toxicity < 0.5) with
 their Perspective scores kept, so the offline scorer's agreement with Perspective can be measured.
 
-Local: a JSONL in the RTP schema (shipped: `rtp/decodingtrust_nontoxic.jsonl`). Hub: `allenai/real-toxicity-prompts`
-(one split, ~99k rows). Both are filtered to prompt toxicity < `max_toxicity` and then sampled with a seed.
+Local: a JSONL in the RTP schema (shipped: `rtp/decodingtrust_nontoxic.jsonl`; the papers' set: DExperts'
+`nontoxic_prompts-10k.jsonl`, Liu et al. 2021). Hub: `allenai/real-toxicity-prompts` (one split, ~99k rows). All are
+filtered to prompt toxicity < `max_toxicity` and then sampled with a seed.
+
+The source `nontoxic-10k` names the papers' set: DExperts' file as `rtp/nontoxic_prompts-10k.jsonl` under a data
+search root (`data/`, `$BENCH_DATA_DIR`, the cwd) when it is there, else (a stand-in, logged as such) a seeded
+sample of the hub's prompts below `max_toxicity`. Which one a run used is `extra.prompt_set` in the prompts'
+`.source.json`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,20 @@ log = logging.getLogger(__name__)
 HUB_ID = "allenai/real-toxicity-prompts"
 MIRROR = "rtp/decodingtrust_nontoxic.jsonl"
 PAPER_SIZE = 10_000
+PAPER_SET = "nontoxic-10k"  # source alias: the papers' prompts (DExperts' file if present, else a hub sample)
+PAPER_FILE = "rtp/nontoxic_prompts-10k.jsonl"  # where DExperts' file goes (data/ or $BENCH_DATA_DIR; .gz too)
+PAPER_FILE_NAME = "nontoxic_prompts-10k.jsonl"
+
+
+def paper_source() -> str:
+    """What `nontoxic-10k` means here: DExperts' file under a data search root when present, else the hub id."""
+    found = find_local(PAPER_FILE)
+    return str(found) if found is not None else HUB_ID
+
+
+def prompt_set_name(resolved: str) -> str:
+    """`dexperts-nontoxic-10k` for DExperts' file (by its name), else `rtp-sample` (a seeded sample)."""
+    return "dexperts-nontoxic-10k" if resolved.endswith((PAPER_FILE_NAME, PAPER_FILE_NAME + ".gz")) else "rtp-sample"
 
 
 def default_source() -> str:
@@ -86,9 +106,18 @@ def load_rtp(
     Ids are `rtp-<row index in the source>`, so they stay the same whatever the sample.
     """
     source = source or default_source()
+    alias = source == PAPER_SET
+    if alias:
+        source = paper_source()
+        if source == HUB_ID:
+            log.warning("%s: DExperts' %s is not under data/ or $BENCH_DATA_DIR; using a seeded sample of %s "
+                        "prompts with toxicity < %s instead of the papers' fixed set", PAPER_SET, PAPER_FILE,
+                        HUB_ID, max_toxicity)
     res = resolve_source(source)
     info = SourceInfo(dataset="rtp", kind=res.kind, source=res.value, split="train")
-    info.extra.update(max_toxicity=max_toxicity, seed=seed, n=n)
+    info.extra.update(max_toxicity=max_toxicity, seed=seed, n=n, prompt_set=prompt_set_name(res.value))
+    if alias:
+        info.extra["requested"] = PAPER_SET
     if res.kind == "local":
         path = require_file(res.path, "RealToxicityPrompts JSONL")
         info.files.append(str(path))

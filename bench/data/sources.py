@@ -178,7 +178,16 @@ def load_hub(hub_id: str, split: str, *, config: str | None = None, local_hint: 
     log.info("loading hub data set %s%s split=%s", hub_id, f" ({config})" if config else "", split)
     try:
         args = (hub_id, config) if config else (hub_id,)
-        return datasets.load_dataset(*args, split=split, **kwargs)
+        try:
+            return datasets.load_dataset(*args, split=split, **kwargs)
+        except Exception:
+            snapshot = hub_cache_snapshot(hub_id)
+            if snapshot is None:
+                raise
+            # offline, `datasets` reads only its own prepared cache, not the files `hf download` put in the
+            # hub cache; the snapshot folder holds the repo's card (configs, splits) and data files
+            log.info("%s: not reachable; reading its hub-cache snapshot %s", hub_id, snapshot)
+            return datasets.load_dataset(str(snapshot), *args[1:], split=split, **kwargs)
     except Exception as exc:  # network, auth, unknown id, unknown split: all end here
         if local_hint:
             hint = f" Use a local file instead, e.g. --source {local_hint} (shipped in {data_dir()})."
@@ -189,3 +198,14 @@ def load_hub(hub_id: str, split: str, *, config: str | None = None, local_hint: 
             f"the hub could not be reached or the id/split does not exist "
             f"[{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}].{hint}"
         ) from exc
+
+
+def hub_cache_snapshot(hub_id: str) -> Path | None:
+    """The local snapshot folder of a hub data set in `HF_HUB_CACHE` (filled by `hf download --repo-type
+    dataset`), or None when the cache has none."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, repo_type="dataset", local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or an id huggingface_hub rejects
+        return None

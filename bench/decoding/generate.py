@@ -39,7 +39,7 @@ def check_reward_vocab(tokenizer, reward_model: RewardModel) -> None:
     """The base LM and the reward model must share one tokenizer (ids index the same strings)."""
     from bench.models.loading import check_same_vocab
 
-    check_same_vocab(tokenizer, reward_model.tokenizer, "base LM", f"reward model ({reward_model.parametrization})")
+    check_same_vocab(tokenizer, reward_model.tokenizer, "base LM", f"reward model ({reward_model.config.parametrization})")
 
 
 def sampling_config(tokenizer, num_samples: int, max_new_tokens: int) -> GenerationConfig:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from bench.errors import ModelError
-from bench.metrics.base import Scorer, package_version
+from bench.metrics.base import Scorer, file_digest, package_version
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,26 @@ class HFSentimentScorer(Scorer):
             raise ModelError(f"sentiment model '{model}': cannot tell the positive class from id2label={labels}")
         self.pos = pos[0]
         self.name = f"hf:{Path(model).name if Path(model).exists() else model}"
-        rev = getattr(self.model.config, "_commit_hash", None) or "local"
-        self.version = f"transformers=={package_version('transformers')}/{rev}"
+        self.version = f"transformers=={package_version('transformers')}/{model_revision(model)}"
 
     def _score(self, texts):
         with self.torch.no_grad():
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
             logits = self.model(**{k: v.to(self.device) for k, v in enc.items()}).logits.float()
             return self.torch.softmax(logits, -1)[:, self.pos].cpu().tolist()
+
+
+def model_revision(model: str) -> str:
+    """What the weights are: the hub snapshot's commit, or a local folder's weight-file digest.
+
+    (transformers 5 no longer sets `config._commit_hash`; the score cache is keyed by this, so it must change
+    when the weights do.)
+    """
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+        return f"folder-{file_digest(weights[0])}" if weights else "folder"
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(model, "config.json")
+    return Path(found).parent.name if isinstance(found, str) else "unknown-revision"

@@ -118,8 +118,8 @@ def matched_fluency_figure(mf: pd.DataFrame, path: str | Path) -> Path:
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.2 * max(1, len(panels)), 4.2), squeeze=False)
     for ax, ((task, k, metric), part) in zip(axes[0], panels):
         scale = 100.0 if metric == "positive_rate" else 1.0
-        methods = [m for m in METHOD_ORDER if m in set(part["method"])] + \
-            sorted(set(part["method"]) - set(METHOD_ORDER))
+        methods = [m for m in method_order() if m in set(part["method"])] + \
+            sorted(set(part["method"]) - set(method_order()))
         levels = sorted(part["level"].unique())
         for j, m in enumerate(methods):
             r = part[part["method"] == m].sort_values("level")
@@ -127,8 +127,8 @@ def matched_fluency_figure(mf: pd.DataFrame, path: str | Path) -> Path:
             y = r["value"].to_numpy(float) * scale
             err = np.nan_to_num(np.clip(np.stack([y - r["value_lo"].to_numpy(float) * scale,
                                                   r["value_hi"].to_numpy(float) * scale - y]), 0, None))
-            ax.errorbar(x, y, yerr=err, fmt="o-", color=COLORS.get(m), capsize=2, markersize=4,
-                        label=METHOD_NAMES.get(m, m))
+            ax.errorbar(x, y, yerr=err, fmt="o-", color=method_color(m), capsize=2, markersize=4,
+                        label=method_label(m))
         ax.set_xticks(range(len(levels)), [f"{v:g}x" for v in levels])
         ax.set_xlabel("PPL level (x plain decoding's PPL)")
         ax.set_ylabel("Positive rate (%)" if metric == "positive_rate" else "Avg. max toxicity")
@@ -158,16 +158,16 @@ def reward_models_figure(folders, path: str | Path) -> Path:
     tasks = sorted(logs)
     fig, axes = plt.subplots(2, max(1, len(tasks)), figsize=(5.2 * max(1, len(tasks)), 7), squeeze=False)
     for c, task in enumerate(tasks):
-        for param in [m for m in METHOD_ORDER if m in logs[task]] + sorted(set(logs[task]) - set(METHOD_ORDER)):
+        for param in [m for m in method_order() if m in logs[task]] + sorted(set(logs[task]) - set(method_order())):
             df, best = logs[task][param]
             for r, col in enumerate(("heldout_mse", "heldout_auc")):
                 if col not in df or df[col].isna().all():
                     continue
                 ax = axes[r][c]
-                ax.plot(df["step"], df[col], "o-", color=COLORS.get(param), markersize=3,
-                        label=METHOD_NAMES.get(param, param))
+                ax.plot(df["step"], df[col], "o-", color=method_color(param), markersize=3,
+                        label=method_label(param))
                 at = df[df["step"] == best]
-                ax.plot(at["step"], at[col], "*", color=COLORS.get(param), markersize=12)
+                ax.plot(at["step"], at[col], "*", color=method_color(param), markersize=12)
         axes[0][c].set_title(task, fontsize=10)
         axes[0][c].set_ylabel("Held-out MSE")
         axes[1][c].set_ylabel("Held-out ROC-AUC")

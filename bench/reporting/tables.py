@@ -144,7 +144,7 @@ def matched_fluency_table(df: pd.DataFrame, levels: Sequence[float], n_boot: int
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    order = {m: i for i, m in enumerate(method_order())}
     out = out.assign(_m=out["method"].map(lambda m: order.get(m, len(order))))
     out = out.sort_values(["family", "task", "top_k", "metric", "level", "_m", "method"], kind="stable")
     return out.drop(columns="_m").reset_index(drop=True)
@@ -355,7 +355,7 @@ def matched_markdown(df: pd.DataFrame) -> str:
         out.append(f"**{task}** (k = {k}): {name} at matched fluency\n")
         rows = []
         for _, r in part.iterrows():
-            rows.append([METHOD_NAMES.get(r["method"], r["method"]), f"{r['level']:g}× ({r['ppl_level']:.1f})",
+            rows.append([method_label(r["method"]), f"{r['level']:g}× ({r['ppl_level']:.1f})",
                          fmt_ci(r, "value", digits, scale),
                          "–" if _num(r["boot_defined"]) is None else f"{r['boot_defined']:.0%}",
                          fmt_diff(r, "vs_rad", digits, scale), str(r["reason"] or "")])
@@ -399,7 +399,7 @@ def load_reward_models(folders: Sequence[str | Path]) -> pd.DataFrame:
     if not rows:
         raise DataError("no reward-model folders given")
     df = pd.DataFrame(rows)
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    order = {m: i for i, m in enumerate(method_order())}
     df = df.assign(_m=df["parametrization"].map(lambda m: order.get(m, len(order))))
     return df.sort_values(["task", "_m", "parametrization"], kind="stable").drop(columns="_m").reset_index(drop=True)
 
@@ -409,7 +409,7 @@ def reward_models_markdown(df: pd.DataFrame) -> str:
         v = _num(v)
         return "–" if v is None else format(v, spec)
 
-    rows = [[r["task"], METHOD_NAMES.get(r["parametrization"], r["parametrization"]),
+    rows = [[r["task"], method_label(r["parametrization"]),
              f"{int(r['best_step'])} / {int(r['steps'])} / {int(r['max_steps'])}", f(r["examples_seen"], ".0f"),
              f(r["heldout_mse"], ".4f"), f(r["heldout_auc"], ".3f"), f(r["heldout_acc"], ".3f"),
              f(r["teacher_mse_prefixes"], ".4f"), f(r["teacher_mse_candidates"], ".4f"),

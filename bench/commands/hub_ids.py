@@ -1,0 +1,155 @@
+"""`bench hub-ids`: the Hugging Face hub ids (and Detoxify checkpoint URLs) a pipeline config needs, so a cluster
+user can fill the caches on a login node with internet and run with `HF_HUB_OFFLINE=1` on compute nodes.
+
+    bench hub-ids --configfile config/paper.yaml             # one line per id: KIND<TAB>ID
+    bench hub-ids --configfile config/paper.yaml --commands  # the `hf download` lines to run instead
+    bench hub-ids --configfile config/paper.yaml --fetch     # download them (needs internet)
+
+Config files merge like Snakemake's `--configfile A B` (later mappings update earlier ones, lists replace).
+Model specs that are not hub ids (`random:`, `embedded:`, existing folders) and local data files are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+from pathlib import Path
+
+import yaml
+
+from bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Detoxify variant -> the transformers id its checkpoint's `arch.args.model_type` names (read by Detoxify and by
+# bench.metrics.toxicity to build the model and tokenizer); the checkpoint itself comes from detoxify's MODEL_URLS.
+DETOXIFY_BACKBONES = {"original": "bert-base-uncased", "unbiased": "roberta-base",
+                      "multilingual": "xlm-roberta-base", "original-small": "albert-base-v2",
+                      "unbiased-small": "albert-base-v2"}
+# what a model snapshot needs (skips the TF / Flax / ONNX / .bin copies many repos also carry)
+MODEL_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configfile", nargs="+", required=True, type=Path,
+                        help="config file(s), merged in order like snakemake --configfile")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--commands", action="store_true", help="print the download commands instead of the ids")
+    mode.add_argument("--fetch", action="store_true", help="download everything into the caches (needs internet)")
+
+
+def merge_configs(paths: list[Path]) -> dict:
+    from bench.config import validate_config
+
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else copy.deepcopy(v)
+        return a
+
+    cfg: dict = {}
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            merge(cfg, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    return validate_config(cfg, source=" + ".join(map(str, paths)))
+
+
+def _is_hub_model(spec: str | None) -> bool:
+    if not spec or spec.startswith(("random:", "embedded:")):
+        return False
+    return not Path(spec).expanduser().exists() and not spec.startswith((".", "/", "~"))
+
+
+def needed(cfg: dict) -> list[tuple[str, str]]:
+    """(kind, id) pairs in first-use order; kind is `model`, `dataset` or `url` (a torch hub checkpoint)."""
+    from bench.data import rtp
+    from bench.data.sources import resolve_source
+
+    out: list[tuple[str, str]] = []
+
+    def add(kind: str, ident: str) -> None:
+        if (kind, ident) not in out:
+            out.append((kind, ident))
+
+    m, s = cfg["models"], cfg["scoring"]
+    for spec in (m["base"], m["reward_backbone"], s.get("fluency_model")):
+        if _is_hub_model(spec):
+            add("model", spec)
+    for section in ("latency", "rank"):
+        sub = cfg.get(section) or {}
+        if sub.get("enabled", True):
+            for key in ("base", "reward"):
+                if _is_hub_model(sub.get(key)):
+                    add("model", sub[key])
+    for spec in (s.get("toxicity_scorer"), s.get("sentiment_scorer")):
+        kind, _, arg = str(spec or "").partition(":")
+        if kind == "hf" and _is_hub_model(arg):
+            add("model", arg)
+        elif kind == "detoxify" and (arg or "original") in DETOXIFY_BACKBONES:
+            from detoxify.detoxify import MODEL_URLS
+
+            variant = arg or "original"
+            add("url", MODEL_URLS[variant])
+            add("model", DETOXIFY_BACKBONES[variant])
+    for task in cfg["tasks"].values():
+        if not task.get("enabled", True):
+            continue
+        sources = [t["source"] for t in task["train"]]
+        prompts = task["prompts"]["source"]
+        sources.append(rtp.paper_source() if prompts == rtp.PAPER_SET else prompts)
+        for src in sources:
+            try:
+                res = resolve_source(src, extra_root=cfg.get("data_dir"))  # as the Snakefile resolves it
+            except Exception:
+                continue  # a missing local file: the pipeline itself reports it
+            if res.kind == "hub":
+                add("dataset", res.value)
+    return out
+
+
+def commands(items: list[tuple[str, str]]) -> list[str]:
+    lines = []
+    for kind, ident in items:
+        if kind == "model":
+            lines.append(f"hf download {ident} --include " + " ".join(f"'{p}'" for p in MODEL_PATTERNS))
+        elif kind == "dataset":
+            lines.append(f"hf download --repo-type dataset {ident}")
+        else:
+            lines.append(f"python -c \"import torch; torch.hub.download_url_to_file('{ident}', "
+                         f"torch.hub.get_dir() + '/checkpoints/{ident.rsplit('/', 1)[1]}')\"")
+    return lines
+
+
+def fetch(items: list[tuple[str, str]]) -> None:
+    import os
+
+    import torch
+    from huggingface_hub import snapshot_download
+
+    for kind, ident in items:
+        log.info("fetching %s %s", kind, ident)
+        if kind == "model":
+            snapshot_download(ident, allow_patterns=MODEL_PATTERNS)
+        elif kind == "dataset":
+            snapshot_download(ident, repo_type="dataset")
+        else:
+            dest = Path(torch.hub.get_dir()) / "checkpoints" / ident.rsplit("/", 1)[1]
+            if not dest.exists():
+                os.makedirs(dest.parent, exist_ok=True)
+                torch.hub.download_url_to_file(ident, str(dest))
+
+
+def run(args: argparse.Namespace) -> int:
+    items = needed(merge_configs(args.configfile))
+    if args.fetch:
+        fetch(items)
+        print(f"fetched {len(items)} items")
+    elif args.commands:
+        print("\n".join(commands(items)))
+    else:
+        print("\n".join(f"{k}\t{i}" for k, i in items))
+    return 0
