@@ -39,7 +39,10 @@ def check_reward_vocab(tokenizer, reward_model: RewardModel) -> None:
     """The base LM and the reward model must share one tokenizer (ids index the same strings)."""
     from bench.models.loading import check_same_vocab
 
-    check_same_vocab(tokenizer, reward_model.tokenizer, "base LM", f"reward model ({reward_model.config.parametrization})")
+    cfg = reward_model.config
+    where = getattr(reward_model, "source", None)
+    check_same_vocab(tokenizer, reward_model.tokenizer, "base LM",
+                     f"reward model {where + ' ' if where else ''}({cfg.parametrization}, backbone {cfg.backbone})")
 
 
 def sampling_config(tokenizer, num_samples: int, max_new_tokens: int) -> GenerationConfig:
