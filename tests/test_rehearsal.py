@@ -9,16 +9,13 @@ transformers, datasets, huggingface_hub, torch.hub and Detoxify resolve the ids 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 import hub_fixture
 from helpers_reliability import REPO, bench_env

@@ -4,11 +4,9 @@ absence of transformers' LOAD REPORT when a reward trunk keeps the first N block
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
-from pathlib import Path
 
 import pytest
 import torch

@@ -38,7 +38,6 @@ def load_split(source: str | None, split: str) -> tuple[list[dict], str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
 
     import numpy as np
 

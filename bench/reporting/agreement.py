@@ -6,15 +6,15 @@ import csv
 import math
 from pathlib import Path
 
+from bench.reporting.format import fmt
 from bench.utils.io import atomic_open
 
 COLUMNS = ["scorer", "scorer_version", "reference", "n", "n_toxic", "spearman", "auc", "texts_per_s"]
 
 
-def _fmt(x) -> str:
-    if isinstance(x, float):
-        return "" if math.isnan(x) else f"{x:.3f}" if abs(x) < 100 else f"{x:.0f}"
-    return str(x)
+def _cell(x) -> str:
+    """3 decimals, or none for large numbers (texts/s); NaN as an empty cell."""
+    return fmt(x, ".3f" if not isinstance(x, float) or math.isnan(x) or abs(x) < 100 else ".0f", nan="")
 
 
 def write_tables(out: Path, rows: list[dict]) -> Path:
@@ -29,5 +29,5 @@ def write_tables(out: Path, rows: list[dict]) -> Path:
     with atomic_open(md) as fh:
         fh.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
         for r in rows:
-            fh.write("| " + " | ".join(_fmt(r[c]) for c in cols) + " |\n")
+            fh.write("| " + " | ".join(_cell(r[c]) for c in cols) + " |\n")
     return md

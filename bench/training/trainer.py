@@ -35,12 +35,14 @@ from typing import Any, Callable, Protocol
 import torch
 
 from bench.errors import ConfigError, ModelError
+from bench.reporting.format import fmt
 from bench.rewards.base import RewardModel
 from bench.training.collate import Collator, LabeledTexts
 from bench.training.losses import get_loss, last_token_rewards
 from bench.utils.io import atomic_path, write_json
 from bench.utils.io import set_output_mode, staging_dir
 from bench.utils.testhooks import progress_point
+
 
 log = logging.getLogger(__name__)
 
@@ -450,9 +452,9 @@ class Trainer:
         self.rows.append(row)
         self.loss_sum, self.loss_n = 0.0, 0
         self.update_best(row)
-        log.info("step %d: train_loss %s, heldout_mse %s, heldout_auc %s%s", row["step"], _fmt(row["train_loss"]),
-                 _fmt(row.get("heldout_mse")), _fmt(row.get("heldout_auc")),
-                 "" if self.monitor == "heldout_mse" else f", {self.monitor} {_fmt(row.get(self.monitor))}")
+        log.info("step %d: train_loss %s, heldout_mse %s, heldout_auc %s%s", row["step"], fmt(row["train_loss"], ".4f"),
+                 fmt(row.get("heldout_mse"), ".4f"), fmt(row.get("heldout_auc"), ".4f"),
+                 "" if self.monitor == "heldout_mse" else f", {self.monitor} {fmt(row.get(self.monitor), '.4f')}")
         return row
 
     def train(self) -> dict[str, Any]:
@@ -563,6 +565,3 @@ def _change(key: str, old: Any, new: Any) -> str:
         return "the model config (" + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys) + ")"
     return f"{key}: {old!r} -> {new!r}"
 
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"

@@ -13,18 +13,11 @@ import argparse
 import math
 
 
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1 (omit the flag for all), got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 = none), got {text!r}")
-    return value
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def finite_float(text: str) -> float:
@@ -37,18 +30,21 @@ def finite_float(text: str) -> float:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+def _at_least(parse, minimum, expected: str, name: str):
+    """An argparse type: `parse(text)`, refused below `minimum` with 'expected <expected>'."""
+    def check(text: str):
+        value = parse(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    check.__name__ = name  # argparse names the type in its own messages
+    return check
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+positive_int = _at_least(_int, 1, "an integer >= 1 (omit the flag for all)", "positive_int")
+non_negative_int = _at_least(_int, 0, "an integer >= 0 (0 = none)", "non_negative_int")
+non_negative_float = _at_least(finite_float, 0, "a finite number >= 0", "non_negative_float")
 
 
 def layers(text: str) -> int | None:
