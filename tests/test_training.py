@@ -3,7 +3,6 @@ distillation brings an ARM student to its RAD teacher, and real Jigsaw rows give
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -283,11 +282,9 @@ def test_distillation_brings_student_to_teacher(splits, tmp_path):
 @pytest.mark.slow
 def test_jigsaw_rad_and_arm_baseline_beat_chance(data_root, tmp_path):
     """Real Jigsaw comments (balanced), 2-layer SmolLM2 trunk: held-out AUC well above 0.5."""
-    path = data_root / "jigsaw" / "robtest_jigsaw_test.csv.gz"
-    if not path.exists():
-        pytest.skip(f"{path} not in the data mirror")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [(text, [float(label)]) for text, label in csv.reader(fh)]
+    from bench.data.toxicity import load_toxicity
+
+    rows = [(r["text"], [r["labels"]["toxicity"]]) for r in load_toxicity("jigsaw/robtest_jigsaw_test.csv", "jigsaw")]
     rng = random.Random(0)
     rng.shuffle(rows)
     spec = "embedded:smollm2-135m"
