@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers_reliability import comparable_table
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -50,29 +51,11 @@ def _write_config(workdir: Path, **top) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
-# Timing columns differ between any two runs, killed or not (wall-clock seconds of training): compared without
-# them. Every other byte of every table must be identical.
-TIMING_COLUMNS = {"reward_models": ("train_seconds",)}
-
-
 def _tables(workdir: Path, cfg_results: str) -> dict[str, bytes]:
-    import csv
-    import io
-
+    """Every table, comparable across runs (timing columns dropped: helpers_reliability.comparable_table)."""
     folder = workdir / cfg_results / "tables"
-    out = {}
-    for p in sorted(folder.iterdir()):
-        if not p.is_file():
-            continue
-        drop = TIMING_COLUMNS.get(p.stem)
-        if drop and p.suffix == ".csv":
-            rows = list(csv.DictReader(io.StringIO(p.read_text())))
-            out[p.name] = repr([{k: v for k, v in r.items() if k not in drop} for r in rows]).encode()
-        elif drop:
-            continue  # the same table as the CSV, formatted with the timing column
-        else:
-            out[p.name] = p.read_bytes()
-    return out
+    tables = {p.name: comparable_table(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    return {k: v for k, v in tables.items() if v is not None}
 
 
 def test_every_shell_command_quotes_its_paths(tmp_path):

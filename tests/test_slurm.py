@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers_reliability import comparable_table
 
 from helpers_reliability import REPO, bench_env
 
@@ -99,8 +100,11 @@ def _remote_rule_blocks(log: str) -> list[str]:
 
 def _outputs(run_dir: Path) -> dict[str, bytes]:
     """Generations JSONL and every table file, by path relative to the run folder."""
-    files = sorted((run_dir / "work" / "gen").rglob("*.jsonl")) + sorted((run_dir / "results" / "tables").glob("*"))
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in files if p.is_file() and ".partial" not in p.name}
+    gens = [p for p in sorted((run_dir / "work" / "gen").rglob("*.jsonl")) if ".partial" not in p.name]
+    tables = [p for p in sorted((run_dir / "results" / "tables").glob("*")) if p.is_file()]
+    out = {str(p.relative_to(run_dir)): p.read_bytes() for p in gens}
+    out.update({str(p.relative_to(run_dir)): comparable_table(p) for p in tables})  # timing columns dropped
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def test_pipeline_runs_through_slurm_and_survives_scancel(slurm_cluster, tmp_path):
