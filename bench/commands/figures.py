@@ -6,19 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands.tables import add_run_inputs
 from bench.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--summaries", nargs="+", default=[], help="summary CSVs from `bench score --out-summary`")
-    parser.add_argument("--scores", nargs="+", default=[],
-                        help="per-continuation score JSONLs, one per summary, same order -> matched_fluency.png")
-    parser.add_argument("--reward-models", nargs="+", default=[],
-                        help="trained reward-model folders (<task>/<parametrization>/) -> reward_models_heldout.png")
+    add_run_inputs(parser)
     parser.add_argument("--out-dir", required=True, help="folder for the PNGs")
-    parser.add_argument("--ppl-levels", default="1.25,1.5,2", help="matched fluency: factors of plain's PPL")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of prompts")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
 
 def run(args: argparse.Namespace) -> int:

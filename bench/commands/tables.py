@@ -12,18 +12,23 @@ import argparse
 from bench.errors import ConfigError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_inputs(parser: argparse.ArgumentParser) -> None:
+    """The inputs `bench tables` and `bench figures` share: summaries, their scores, reward models, statistics."""
     parser.add_argument("--summaries", nargs="+", default=[], help="summary CSVs from `bench score --out-summary`")
     parser.add_argument("--scores", nargs="+", default=[],
                         help="per-continuation score JSONLs from `bench score --out-scores`, one per summary, same order")
     parser.add_argument("--reward-models", nargs="+", default=[],
-                        help="trained reward-model folders (<task>/<parametrization>/) -> reward_models.{csv,md}")
-    parser.add_argument("--out-dir", required=True, help="folder for the tables")
-    parser.add_argument("--formats", default="csv,md,tex", help="comma-separated subset of csv,md,tex")
+                        help="trained reward-model folders (<task>/<parametrization>/)")
     parser.add_argument("--ppl-levels", default="1.25,1.5,2",
                         help="matched fluency: PPL levels as factors of plain decoding's PPL")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of prompts")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_inputs(parser)
+    parser.add_argument("--out-dir", required=True, help="folder for the tables")
+    parser.add_argument("--formats", default="csv,md,tex", help="comma-separated subset of csv,md,tex")
 
 
 def parse_levels(spec: str) -> list[float]:
