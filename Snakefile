@@ -1,6 +1,6 @@
 """bench pipeline: prepare data -> train reward models -> generate -> score -> tables / figures / report.
 
-    snakemake --cores all                                   # config/default.yaml (offline, small, ~30 min)
+    snakemake --cores all                                   # config/default.yaml (offline, small, <= 20 min)
     snakemake --cores 2 --configfile config/test.yaml       # tiny random models: the CI end-to-end test
     snakemake -n --configfile config/paper.yaml             # the papers' scale (GPU cluster: --profile profiles/slurm)
     snakemake --report results/report.html                  # HTML report with every table and figure
