@@ -18,12 +18,11 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
 
 sys.path.insert(0, workflow.basedir)
 # `python -m bench` in every rule finds this checkout even with --directory elsewhere and no pip install
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
-from bench.config import resource, validate_config  # noqa: E402
+from bench.config import merge_config, read_yaml, resource, validate_config  # noqa: E402
 from bench.data.sources import resolve_source as _resolve_source  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
 from bench.rewards import registry  # noqa: E402  (parametrization names, training modes, teachers; no torch)
@@ -32,18 +31,16 @@ from snakemake.exceptions import WorkflowError  # noqa: E402
 # Not a `configfile:` directive: Snakemake would merge default.yaml UNDER a --configfile, leaking its keys
 # into e.g. the test config. default.yaml applies only when no --configfile is given.
 # The one validation of the config (one schema, defaults filled): every rule file reads the filled dict.
-if not workflow.overwrite_configfiles:
-    _base = yaml.safe_load((Path(workflow.basedir) / "config" / "default.yaml").read_text())
-    _over = copy.deepcopy(dict(config))
-
-    def _merge(a, b):
-        for k, v in b.items():
-            a[k] = _merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-
-    config.clear()
-    config.update(_merge(_base, _over))
-validate_config(config, source="snakemake config")
+# Snakemake parses a --configfile itself, before this file runs: for the line of a YAML syntax error in one,
+# `python -m bench check-config FILE` (README, "Configs").
+try:
+    if not workflow.overwrite_configfiles:
+        _over = copy.deepcopy(dict(config))
+        config.clear()
+        config.update(merge_config(read_yaml(Path(workflow.basedir) / "config" / "default.yaml"), _over))
+    validate_config(config, source=" + ".join(map(str, workflow.overwrite_configfiles)) or "config/default.yaml")
+except BenchError as _exc:
+    raise WorkflowError(str(_exc)) from None
 
 W = config["work_dir"].rstrip("/")
 RESULTS = config["results_dir"].rstrip("/")

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("bench.commands.compare", "check a run's tables against reference tables within their CIs"),
     "latency": ("bench.commands.latency", "fixed-protocol decoding latency benchmark"),
     "rank": ("bench.commands.rank", "SVD rank analysis of reward matrices"),
+    "check-config": ("bench.commands.check_config", "validate config files (YAML syntax, keys, types) before a run"),
     "hub-ids": ("bench.commands.hub_ids", "list (or fetch) the hub ids a config needs, to run offline on a cluster"),
 }
 

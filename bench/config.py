@@ -114,16 +114,42 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
     return config
 
 
-def load_config(path: str | os.PathLike) -> dict:
-    """Read, validate and fill a config file (the same dict the Snakefile works with)."""
+def read_yaml(path: str | os.PathLike) -> Any:
+    """One YAML file; a syntax error becomes one line naming the file, line and column (1-based)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found" if not path.exists() else f"{path}: not a file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return validate_config(raw, source=str(path))
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(x) for x in (getattr(exc, "problem", None), getattr(exc, "context", None)) if x)
+        raise ConfigError(f"{path}{where}: not valid YAML: {what or str(exc).splitlines()[0]}") from exc
+
+
+def merge_config(base: dict, over: dict) -> dict:
+    """Update `base` with `over` the way `snakemake --configfile A B` merges: mappings recursively, lists replace."""
+    for k, v in over.items():
+        base[k] = merge_config(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else copy.deepcopy(v)
+    return base
+
+
+def load_config(*paths: str | os.PathLike) -> dict:
+    """Read, merge (in order), validate and fill config files: the same dict the Snakefile works with."""
+    if not paths:
+        raise ConfigError("no config file given")
+    cfg: dict = {}
+    for path in paths:
+        raw = read_yaml(path)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+        merge_config(cfg, raw)
+    return validate_config(cfg, source=" + ".join(map(str, paths)))
 
 
 BUILTIN_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}

@@ -740,6 +740,25 @@ def c_prepare_one_output_unwritable(tmp):
     return argv, [outs[0], Path(f"{outs[0]}.meta.json"), tmp / "out"], [str(d)]
 
 
+# YAML syntax errors: Snakemake parses a --configfile before the workflow runs (its message names no file or
+# line); `bench check-config` names the file, line and column.
+def _check_config(text: str, words_of: Callable[[Path], list[str]]):
+    def build(tmp):
+        p = _write(tmp / "in" / "config.yaml", text)
+        return ["check-config", str(p)], [], words_of(p)
+    return build
+
+
+def c_config_betas_by_unknown_method(tmp):
+    argv, outs = _snake(tmp, lambda c: c["tasks"]["toxicity"].update(betas_by_method={"radd": [5]}))
+    return argv, outs, ["tasks.toxicity.betas_by_method", "radd"]
+
+
+def c_config_betas_by_method_empty(tmp):
+    argv, outs = _snake(tmp, lambda c: c["tasks"]["toxicity"].update(betas_by_method={"rad": []}))
+    return argv, outs, ["tasks.toxicity.betas_by_method.rad"]
+
+
 ROUND2 = [
     # class 1
     Case("nan-reward-weights", "generate", c_nan_reward_weights),
@@ -792,6 +811,17 @@ ROUND2 = [
     Case("generate-output-is-a-folder", "generate", c_generate_output_is_a_folder),
     Case("prepare-output-is-a-folder", "prepare", c_prepare_output_is_a_folder),
     Case("prepare-one-output-unwritable", "prepare", c_prepare_one_output_unwritable),
+    Case("config-yaml-unclosed-list", "check-config",
+         _check_config("name: x\ntasks:\n  toxicity: [a, b\n  foo: 1\n", lambda p: [str(p), "line 4", "column 6"])),
+    Case("config-yaml-tab-indent", "check-config",
+         _check_config("name: x\n\tseed: 1\n", lambda p: [str(p), "line 2", "column 1", "'\\t'"])),
+    Case("config-yaml-top-level-list", "check-config",
+         _check_config("- name: x\n", lambda p: [str(p), "mapping", "list"])),
+    Case("config-yaml-not-utf8", "check-config", _check_config(b"name: \xff\xfe\n", lambda p: [str(p), "UTF-8"])),
+    Case("config-unknown-key-check", "check-config", _check_config(
+        (REPO / "config" / "test.yaml").read_text() + "\nbogus_key: 1\n", lambda p: [str(p), "bogus_key"])),
+    Case("config-betas-by-unknown-method", "snakemake", c_config_betas_by_unknown_method, run="snakemake"),
+    Case("config-betas-by-method-empty", "snakemake", c_config_betas_by_method_empty, run="snakemake"),
 ]
 CASES += ROUND2
 

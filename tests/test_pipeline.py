@@ -75,11 +75,12 @@ def expected_runs(cfg: dict) -> dict[str, int]:
     for name, task in cfg["tasks"].items():
         gtasks = 1 if name == "toxicity" else sum(len(v) for v in task["targets"].values())
         k = len(task.get("top_k", [20]))
-        n += gtasks * (k + len(cfg["training"]["parametrizations"]) * len(task["betas"]) * k)
+        betas = [len(task.get("betas_by_method", {}).get(p, task["betas"])) for p in cfg["training"]["parametrizations"]]
+        n += gtasks * (k + sum(betas) * k)
     return {"generate": n, "score": n}
 
 
-@pytest.mark.parametrize("name", ["paper", "default", "test"])
+@pytest.mark.parametrize("name", ["paper", "default", "test", "study"])
 def test_full_dag_dry_run(name, tmp_path):
     cfg = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
     res = snakemake("-n", "--quiet", "rules", "--configfile", str(REPO / "config" / f"{name}.yaml"), workdir=tmp_path)
@@ -93,6 +94,18 @@ def test_full_dag_dry_run(name, tmp_path):
     assert counts.get("convert", 0) == len(cfg["models"].get("convert", []))
     if name == "paper":  # two training sources for sentiment (SST-2 + Amazon Polarity)
         assert counts["prepare_train"] == 3 and counts["prepare_prompts"] == 4
+
+
+def test_betas_by_method_sets_each_parametrizations_sweep(tmp_path):
+    """The study's sweeps: tasks.<task>.betas_by_method replaces `betas` for the methods it names, only those."""
+    res = snakemake("-n", "--configfile", str(REPO / "config" / "study.yaml"), workdir=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = set(re.findall(r"gen/toxicity/([\w-]+)_b([0-9.e+-]+)_k20\.jsonl\b", res.stdout + res.stderr))
+    got = {}
+    for method, beta in runs:
+        got.setdefault(method, set()).add(float(beta))
+    assert got == {"plain": {0.0}, "rad": {10, 25, 60, 150}, "arm-baseline": {3, 10, 20, 35},
+                   "arm": {10, 25}, "arm-mlp": {50, 200}, "arm-distill": {10, 25}}
 
 
 def test_dry_run_commands_follow_config(tmp_path):

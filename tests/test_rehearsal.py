@@ -55,9 +55,9 @@ def _python(code: str, env: dict) -> dict:
 
 # ----------------------------------------------------------------------------------------------- the config
 def _merged(*paths: Path) -> dict:
-    from bench.commands.hub_ids import merge_configs
+    from bench.config import load_config
 
-    return merge_configs(list(paths))
+    return load_config(*paths)
 
 
 def _strip_sizes(obj, path=()):

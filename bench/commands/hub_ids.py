@@ -12,13 +12,10 @@ Model specs that are not hub ids (`random:`, `embedded:`, existing folders) and 
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 from pathlib import Path
 
-import yaml
-
-from bench.errors import ConfigError
+from bench.config import load_config
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--commands", action="store_true", help="print the download commands instead of the ids")
     mode.add_argument("--fetch", action="store_true", help="download everything into the caches (needs internet)")
-
-
-def merge_configs(paths: list[Path]) -> dict:
-    from bench.config import validate_config
-
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else copy.deepcopy(v)
-        return a
-
-    cfg: dict = {}
-    for path in paths:
-        if not path.exists():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            merge(cfg, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return validate_config(cfg, source=" + ".join(map(str, paths)))
 
 
 def _is_hub_model(spec: str | None) -> bool:
@@ -144,7 +122,7 @@ def fetch(items: list[tuple[str, str]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    items = needed(merge_configs(args.configfile))
+    items = needed(load_config(*args.configfile))
     if args.fetch:
         fetch(items)
         print(f"fetched {len(items)} items")
