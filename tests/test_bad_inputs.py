@@ -811,6 +811,7 @@ ROUND2 = [
     Case("generate-output-is-a-folder", "generate", c_generate_output_is_a_folder),
     Case("prepare-output-is-a-folder", "prepare", c_prepare_output_is_a_folder),
     Case("prepare-one-output-unwritable", "prepare", c_prepare_one_output_unwritable),
+    # class 6: config files (YAML syntax through `bench check-config`; betas_by_method through Snakemake)
     Case("config-yaml-unclosed-list", "check-config",
          _check_config("name: x\ntasks:\n  toxicity: [a, b\n  foo: 1\n", lambda p: [str(p), "line 4", "column 6"])),
     Case("config-yaml-tab-indent", "check-config",
