@@ -19,7 +19,6 @@ import glob
 import io
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,34 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.utils.testhooks import kill_tree
+
 TIMING_COLUMNS = re.compile(r"(seconds|_s$|ms|latency|speed|tokens_per|time)", re.I)
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def kill_tree(proc: subprocess.Popen) -> int:
-    pids = [proc.pid, *descendants(proc.pid)]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=60)
-    return len(pids)
 
 
 def comparable(path: Path) -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers_reliability import comparable_table
+
+from bench.utils.testhooks import kill_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -84,35 +85,6 @@ def test_pipeline_runs_with_spaces_in_its_folders(tmp_path, data_root):
     assert not any(p.name in ("work", "res", "fig") for p in d.iterdir()), "a stray file named after a path's first word"
 
 
-def _descendants(pid: int) -> list[int]:
-    """All processes below `pid` (from /proc), children first listed after their parents."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c in children.get(p, []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """kill -9 Snakemake and every process below it at once (a power cut for the pipeline)."""
-    pids = [proc.pid] + _descendants(proc.pid)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=60)
-
-
 def _run_and_kill_at(workdir: Path, event: str) -> str:
     """Start the pipeline; when the first job reaches `event` (its progress on disk), kill the whole tree."""
     pause = workdir / "pause"
@@ -128,11 +100,11 @@ def _run_and_kill_at(workdir: Path, event: str) -> str:
             assert time.monotonic() < deadline, f"no job reached {event}"
             time.sleep(0.05)  # polling for the marker only; the kill point is the job's, not this loop's
         marker = next(pause.iterdir()).name
-        _kill_tree(proc)
+        kill_tree(proc)
         return marker
     finally:
         if proc.poll() is None:
-            _kill_tree(proc)
+            kill_tree(proc)
         log.close()
 
 

@@ -45,3 +45,33 @@ def progress_point(event: str) -> None:
         (folder / f"{event}.{os.getpid()}").write_text(f"{_seen[event]}\n")
         while not (folder / "release").exists():  # until the test kills or releases us
             time.sleep(0.05)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (read from /proc; Linux), children listed after their parents."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_tree(proc) -> int:
+    """kill -9 a started process (a `subprocess.Popen`) and everything below it at once, as a power cut would;
+    returns how many processes were signalled."""
+    pids = [proc.pid, *descendants(proc.pid)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=60)
+    return len(pids)
