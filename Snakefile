@@ -88,12 +88,19 @@ def name_pattern(names):
 
 
 def resolve_source(src):
-    """The package's one resolver: a hub id stays as is; a local file/folder becomes its absolute path
-    (looked up under config data_dir, then the shipped data/, $BENCH_DATA_DIR and the working directory)."""
+    """The package's one resolver: a hub id stays as is; a local file/folder is looked up under config data_dir,
+    then the shipped data/, $BENCH_DATA_DIR and the working directory. Inside the working directory it is given
+    relative to it, so a run folder that moves (a clone renamed, copied to another disk) keeps its params and
+    does not redo everything from `prepare` on."""
     try:
-        return _resolve_source(src, extra_root=DATA_DIR).value
+        found = _resolve_source(src, extra_root=DATA_DIR)
     except BenchError as exc:
         raise WorkflowError(f"config: data source {exc}") from None
+    if found.kind == "local":
+        rel = os.path.relpath(found.value, os.getcwd())
+        if not rel.startswith(os.pardir):
+            return rel
+    return found.value
 
 
 def local_source(src):

@@ -54,6 +54,27 @@ def test_bare_clone_plans_the_default(tmp_path):
     assert job_counts(res.stdout + res.stderr)["prepare_train"] == 2
 
 
+def test_a_moved_clone_keeps_its_finished_jobs(tmp_path):
+    """Data sources inside the clone are rule params relative to it: a run folder that moves (renamed, copied)
+    does not redo its finished jobs (absolute paths made every `prepare` and everything after it rerun)."""
+    import shutil
+
+    first = bare_clone(tmp_path / "first" / "clone")
+    cfg = ["--configfile", "config/test.yaml", "--cores", "1"]
+    targets = ["runs/test/work/data/prompts/rtp.jsonl", "runs/test/work/data/toxicity/train.jsonl"]
+    res = subprocess.run([sys.executable, "-m", "snakemake", *cfg, *targets], cwd=first, env=newcomer_env(),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    moved = tmp_path / "elsewhere" / "renamed clone"
+    moved.parent.mkdir(parents=True)
+    shutil.copytree(first, moved, symlinks=True)
+    shutil.rmtree(first)
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", *cfg, *targets], cwd=moved, env=newcomer_env(),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Nothing to be done" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+
+
 def _bench_sources_digest() -> str:
     import hashlib
 
