@@ -18,7 +18,6 @@ import shlex
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, workflow.basedir)
 # `python -m bench` in every rule finds this checkout even with --directory elsewhere and no pip install
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)

@@ -30,8 +30,8 @@ def gen_runs(gtask):
     """Run names of one gtask: plain_b0_k{k} and {param}_b{beta}_k{k}."""
     t = config["tasks"][GEN_TASKS[gtask]["task"]]
     runs = [f"plain_b0_k{k}" for k in t["top_k"]] if config["generation"]["plain"] else []
-    betas = lambda p: t["betas_by_method"].get(p, t["betas"])  # noqa: E731
-    runs += [f"{p}_b{fmt_beta(b)}_k{k}" for p in PARAMS for b in betas(p) for k in t["top_k"]]
+    runs += [f"{p}_b{fmt_beta(b)}_k{k}" for p in PARAMS for b in t["betas_by_method"].get(p, t["betas"])
+             for k in t["top_k"]]
     return runs
 
 
