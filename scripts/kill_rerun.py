@@ -9,14 +9,13 @@ uninterrupted run's (tests/test_pipeline_robustness.py does this on the test con
 matching GLOB (relative to the clone) contains REGEX; `--pause-at EVENT:N` kills once a job reached its N-th
 progress point EVENT (bench.utils.testhooks). Then: `snakemake --unlock`, `snakemake --cores all
 --rerun-incomplete` (README, "Interrupted runs"), and a table-by-table comparison; timing columns and the
-latency table (wall-clock measurements) are left out. Exit 0 when every table is identical.
+latency table are left out (bench.reporting.compare.comparable_table). Exit 0 when every table is identical.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
-import io
 import os
 import re
 import subprocess
@@ -25,25 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.reporting.compare import comparable_table
 from bench.utils.testhooks import kill_tree
-
-TIMING_COLUMNS = re.compile(r"(seconds|_s$|ms|latency|speed|tokens_per|time)", re.I)
-
-
-def comparable(path: Path) -> str | None:
-    if "latency" in path.name:
-        return None
-    if path.suffix != ".csv":
-        return None
-    df = pd.read_csv(path)
-    df = df[[c for c in df.columns if not TIMING_COLUMNS.search(c)]]
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    return buf.getvalue()
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -103,11 +86,11 @@ def main() -> int:
         return 1
     same, differ = [], []
     for ref in sorted(args.reference.glob("*.csv")):
-        want = comparable(ref)
+        want = comparable_table(ref)
         if want is None:
             continue
         got_path = clone / args.tables / ref.name
-        got = comparable(got_path) if got_path.exists() else None
+        got = comparable_table(got_path) if got_path.exists() else None
         (same if got == want else differ).append(ref.name)
     print(f"tables identical to the uninterrupted run: {len(same)} ({', '.join(same)})")
     print(f"tables that differ: {', '.join(differ) or 'none'}")

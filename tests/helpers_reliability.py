@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from bench.reporting.compare import comparable_table  # noqa: F401  (the tests' name for it)
+
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GPT2 = "random:tiny-gpt2?n_layer=2&n_embd=64&n_head=2&seed=0"
@@ -121,28 +123,3 @@ def make_reward_folder(folder: str | os.PathLike, parametrization: str = "rad", 
     save_reward_model(model, folder)
     return Path(folder)
 
-
-# Timing columns differ between any two runs, interrupted or not (wall-clock seconds of training): tables are
-# compared without them. Every other byte of every table must be identical.
-TIMING_COLUMNS = {"reward_models": ("train_seconds",)}
-
-
-def comparable_table(path: str | os.PathLike) -> bytes | None:
-    """A table's bytes for run-vs-run comparison: a CSV with timing columns is rewritten without them; the other
-    formats of such a table (the same numbers, formatted with the timing) give None (compare the CSV)."""
-    import csv
-    import io
-
-    path = Path(path)
-    drop = TIMING_COLUMNS.get(path.stem)
-    if not drop:
-        return path.read_bytes()
-    if path.suffix != ".csv":
-        return None
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
-    out = io.StringIO()
-    fields = [c for c in (rows[0] if rows else {}) if c not in drop]
-    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()

@@ -103,3 +103,30 @@ def compare_tables(ref: Table, run: Table, keys: list[str] | None = None) -> pd.
 def failed(report: pd.DataFrame) -> bool:
     """A comparison fails on a value outside the reference's CI or a row present on one side only."""
     return bool(report["verdict"].isin(["outside_ci", "missing_row", "extra_row"]).any())
+
+
+# Columns (and whole tables) that measure wall-clock time: they differ between any two runs, interrupted or not.
+TIMING_COLUMNS = {"reward_models": ("train_seconds",), "scorer_agreement": ("texts_per_s",)}
+TIMING_TABLES = ("latency",)
+
+
+def comparable_table(path: str | Path) -> bytes | None:
+    """A table's bytes for run-vs-run identity: a CSV with timing columns is rewritten without them; the other
+    formats of such a table (the same numbers, formatted with the timing) and timing tables give None."""
+    import csv
+
+    path = Path(path)
+    if path.stem in TIMING_TABLES:
+        return None
+    drop = TIMING_COLUMNS.get(path.stem)
+    if not drop:
+        return path.read_bytes()
+    if path.suffix != ".csv":
+        return None
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    out = io.StringIO()
+    fields = [c for c in (rows[0] if rows else {}) if c not in drop]
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
