@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import multiprocessing as mp
+import random
 
 import pytest
 import torch
@@ -107,6 +108,30 @@ def test_ppl_matches_full_sequence_computation(spec, tiny_spec):
         assert g == pytest.approx(_direct_ppl(model, tok, p, c), rel=1e-4)
     assert math.isnan(got[-1])  # empty continuation: no tokens to score
     assert all(g > 1 for g in got[:-1])
+
+
+@pytest.mark.parametrize("spec", ["tiny", "smollm2-1layer"])
+def test_a_texts_ppl_does_not_depend_on_its_batch_mates(spec, tiny_spec):
+    """A rerun after a kill scores other cache misses together; each PPL must come out bit for bit the same."""
+    from bench.metrics.fluency import FluencyConfig, PerplexityScorer
+    from bench.models.loading import load_causal_lm, load_tokenizer
+
+    name = tiny_spec if spec == "tiny" else "embedded:smollm2-135m"
+    model = load_causal_lm(name) if spec == "tiny" else load_causal_lm(name, num_layers=1)
+    tok = load_tokenizer(name)
+    words = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "quickly", "slowly", "and", "then"]
+    rng = random.Random(0)
+    texts = [(" ".join(rng.choices(words, k=rng.randint(1, 30))), " " + " ".join(rng.choices(words, k=rng.randint(1, 25))))
+             for _ in range(40)]
+    alone = [PerplexityScorer(FluencyConfig(name, batch_size=1), model=model, tokenizer=tok).score([p], [c])[0]
+             for p, c in texts]
+    for bs, seed in [(40, 1), (7, 2), (16, 3)]:
+        order = list(range(len(texts)))
+        random.Random(seed).shuffle(order)
+        sub = order[: len(order) * 3 // 4]  # other mates, as after a kill
+        got = PerplexityScorer(FluencyConfig(name, batch_size=bs), model=model, tokenizer=tok).score(
+            [texts[i][0] for i in sub], [texts[i][1] for i in sub])
+        assert [alone[i] for i in sub] == got  # exact, not approx
 
 
 # ---------------------------------------------------------------- cache

@@ -79,7 +79,16 @@ def test_fit_sentiment_dev_accuracy(data_root, tmp_path):
     dev = load_sst2(str(data_root / "sst2" / "dev.tsv.gz"), "dev")
     pred = np.array(scorer.score([r["text"] for r in dev])) >= 0.5
     assert np.mean(pred == np.array([r["label"] == 1 for r in dev])) == pytest.approx(report["dev_accuracy"])
-    assert scorer.attribute == "positive" and scorer.version.startswith("json-")
+    assert scorer.attribute == "positive" and scorer.version.startswith("model-")
+    # the version is the model, not the file: the same model trained from another clone keeps its cache keys
+    obj = json.loads(out.read_text())
+    moved = tmp_path / "elsewhere" / "clf.json"
+    moved.parent.mkdir()
+    moved.write_text(json.dumps({**obj, "train": {**obj["train"], "source": "/another/clone/data/sst2"}}, indent=1))
+    assert build_scorer(f"tfidf-sst2:{moved}").version == scorer.version
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({**obj, "intercept": obj["intercept"] + 1e-9}))
+    assert build_scorer(f"tfidf-sst2:{changed}").version != scorer.version
     with pytest.raises(ModelError, match="format"):
         bad = tmp_path / "bad.json"
         bad.write_text('{"format": "pickle"}')

@@ -7,6 +7,7 @@ so loading it runs no code from the file and does not depend on the scikit-learn
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -16,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.errors import DataError, ModelError
-from bench.metrics.base import Scorer, file_digest
+from bench.metrics.base import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ class TfidfModel:
         self.intercept = float(obj["intercept"])
         if not (len(vocab) == len(self.idf) == len(self.coef)):
             raise ModelError(f"{source}: vocabulary/idf/coef lengths differ")
+        # what the model computes, not where it was trained from: the file also records its training source,
+        # an absolute path that differs per clone and would make two identical models two cache keys
+        content = {k: obj[k] for k in ("format", "config", "vocabulary", "idf", "coef", "intercept")}
+        self.digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         x = self.vec.transform(list(texts)).astype(np.float64).tocsr()
@@ -103,7 +108,7 @@ class TfidfSentimentScorer(Scorer):
         super().__init__()
         self.model = load_tfidf(path)
         self.name = "tfidf-sst2"
-        self.version = f"json-{file_digest(path)}"
+        self.version = f"model-{self.model.digest}"
 
     def _score(self, texts):
         return self.model.predict_proba(texts).tolist()
