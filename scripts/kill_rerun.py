@@ -3,7 +3,7 @@
 tests/test_pipeline_robustness.py does this on the test config; this script is for real configs:
 
     python scripts/kill_rerun.py --clone /tmp/k1 --reference /tmp/fresh/results/tables \
-        --when 'runs/default/logs/train/*/*.log' 'step +(1[6-9]|[2-9][0-9])\\b'     # during training
+        --when 'runs/default/logs/train/*.log' 'step +(1[6-9]|[2-9][0-9])\\b'     # during training
     python scripts/kill_rerun.py --clone /tmp/k2 --reference ... --pause-at generate-batch:2   # during generation
     python scripts/kill_rerun.py --clone /tmp/k3 --reference ... --when ... --pause-at generate-batch:2 \
         --pause-at score-batch:2                  # one run killed during training, then generation, then scoring
@@ -11,9 +11,9 @@ tests/test_pipeline_robustness.py does this on the test config; this script is f
 `--clone` is a clone of the repository (its own runs/ and results/). `--when GLOB REGEX` kills once a file
 matching GLOB (relative to the clone), written since that attempt started, contains REGEX; `--pause-at EVENT:N`
 kills once a job reached its N-th progress point EVENT (bench.utils.testhooks). Several points, in the order
-given, kill one run several times: the first attempt is `snakemake --cores all`, each later one (and the final
-run to the end) is `snakemake --unlock`, then `snakemake --cores all --rerun-incomplete` (README, "Interrupted
-runs"). Then a table-by-table comparison; timing columns and the latency table are left out
+given, kill one run several times. Every attempt, and the final run to the end, is what README ("Interrupted
+runs") tells a user: `snakemake --unlock`, then `snakemake --cores all --rerun-incomplete` (on a fresh clone
+that is a plain run; on a clone killed by hand, it resumes it). Then a table-by-table comparison; timing columns and the latency table are left out
 (bench.reporting.compare.comparable_table). Exit 0 when every table is identical.
 """
 
@@ -92,10 +92,9 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_TEST_")}
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "all", *cfg]
     for i, (kind, spec) in enumerate(args.points):
-        if i:
-            subprocess.run([*snakemake[:3], "--unlock", *cfg], cwd=clone, env=env, check=True, capture_output=True)
-        cmd = snakemake + (["--rerun-incomplete"] if i else [])
-        if _attempt(clone, cmd, env, clone / f"killed_run_{i + 1}.log", kind, spec) is None:
+        subprocess.run([*snakemake[:3], "--unlock", *cfg], cwd=clone, env=env, check=True, capture_output=True)
+        log = clone / f"killed_run_{i + 1}.log"
+        if _attempt(clone, [*snakemake, "--rerun-incomplete"], env, log, kind, spec) is None:
             return 1
     subprocess.run([*snakemake[:3], "--unlock", *cfg], cwd=clone, env=env, check=True, capture_output=True)
     t1 = time.monotonic()
