@@ -50,6 +50,7 @@ rule prepare_train:
     log:
         f"{W}/logs/prepare/{{task}}.part{{part}}.log",
     threads: res("prepare", "threads")
+    priority: 10  # on the way to training, the longest chain (Snakemake's priority does not flow upstream)
     resources:
         mem_mb=res("prepare", "mem_mb"),
         runtime=res("prepare", "runtime"),
@@ -70,6 +71,7 @@ rule merge_splits:
         heldout=f"{W}/data/{{task}}/heldout.jsonl",
     log:
         f"{W}/logs/prepare/{{task}}.merge.log",
+    priority: 10  # on the way to training; else a free core goes to generation jobs with larger inputs first
     shell:
         "(cat {input.train:q} > {output.train:q} && cat {input.heldout:q} > {output.heldout:q}) 2> {log:q}"
 
