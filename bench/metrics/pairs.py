@@ -19,7 +19,10 @@ class CachedPerplexity(Scorer):
         self.ppl = ppl
         self.batch_size = max(64, ppl.cfg.batch_size * 8)
         self.name = f"ppl:{model_tag}"
-        self.version = f"transformers=={package_version('transformers')}/{ppl.cfg.dtype}/maxlen{ppl.max_length}"
+        # pad<m>: the batching scheme (fluency module docstring); PPLs cached by the older batching differ in the
+        # 7th digit, and mixing them would make a rerun's tables differ from a fresh run's
+        self.version = (f"transformers=={package_version('transformers')}/{ppl.cfg.dtype}/maxlen{ppl.max_length}"
+                        f"/pad{ppl.cfg.pad_multiple}")
         folder = Path(model_tag).expanduser()
         if folder.is_dir():  # a local model's scores are reused only for the same weights, whatever its path
             from bench.utils.io import files_digest
