@@ -13,8 +13,8 @@ matching GLOB (relative to the clone), written since that attempt started, conta
 kills once a job reached its N-th progress point EVENT (bench.utils.testhooks). Several points, in the order
 given, kill one run several times. Every attempt, and the final run to the end, is what README ("Interrupted
 runs") tells a user: `snakemake --unlock`, then `snakemake --cores all --rerun-incomplete` (on a fresh clone
-that is a plain run; on a clone killed by hand, it resumes it). Then a table-by-table comparison; timing columns and the latency table are left out
-(bench.reporting.compare.comparable_table). Exit 0 when every table is identical.
+that is a plain run; on a clone killed by hand, it resumes it). Then a table-by-table comparison; timing
+columns and the latency table are left out (bench.reporting.compare.comparable_table). Exit 0 when every table is identical.
 """
 
 from __future__ import annotations
@@ -91,12 +91,15 @@ def main() -> int:
     cfg = ["--configfile", args.configfile] if args.configfile else []
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_TEST_")}
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "all", *cfg]
-    for i, (kind, spec) in enumerate(args.points):
+    def unlock() -> None:
         subprocess.run([*snakemake[:3], "--unlock", *cfg], cwd=clone, env=env, check=True, capture_output=True)
+
+    for i, (kind, spec) in enumerate(args.points):
+        unlock()
         log = clone / f"killed_run_{i + 1}.log"
         if _attempt(clone, [*snakemake, "--rerun-incomplete"], env, log, kind, spec) is None:
             return 1
-    subprocess.run([*snakemake[:3], "--unlock", *cfg], cwd=clone, env=env, check=True, capture_output=True)
+    unlock()
     t1 = time.monotonic()
     with open(clone / "rerun.log", "w") as log:
         rc = subprocess.run([*snakemake, "--rerun-incomplete"], cwd=clone, env=env, stdout=log,

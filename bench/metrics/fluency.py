@@ -98,14 +98,13 @@ class PerplexityScorer:
             ids[r, :len(seq)] = torch.tensor(seq)
             mask[r, :len(seq)] = 1
         hidden = self.body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
-        rows, cols, targets, owner = [], [], [], []
+        rows, cols, targets = [], [], []
         for r, i in enumerate(live):
             seq, n = items[i]
             for j in range(len(seq) - n, len(seq)):  # token j is predicted by the hidden state at j - 1
                 rows.append(r)
                 cols.append(j - 1)
                 targets.append(seq[j])
-                owner.append(r)
         picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)]
         tgt = torch.tensor(targets, device=self.device)
         nll = torch.empty(len(targets), dtype=torch.float64)
@@ -119,9 +118,9 @@ class PerplexityScorer:
                 logits = torch.tanh(logits / self.softcap) * self.softcap
             lp = torch.log_softmax(logits, dim=-1)
             nll[s:s + len(lp)] = -lp.gather(1, tgt[s:s + len(lp), None])[:, 0].double().cpu()
-        owner_t = torch.tensor(owner)
+        row_of = torch.tensor(rows)
         for r, i in enumerate(live):  # per-text sums in token order (an index_add over the batch could reorder)
-            mean = float(nll[owner_t == r].sum()) / items[i][1]
+            mean = float(nll[row_of == r].sum()) / items[i][1]
             out[i] = math.exp(mean) if mean < 700 else float("inf")
         return out
 
