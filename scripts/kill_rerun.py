@@ -14,7 +14,8 @@ kills once a job reached its N-th progress point EVENT (bench.utils.testhooks). 
 given, kill one run several times. Every attempt, and the final run to the end, is what README ("Interrupted
 runs") tells a user: `snakemake --unlock`, then `snakemake --cores all --rerun-incomplete` (on a fresh clone
 that is a plain run; on a clone killed by hand, it resumes it). Then a table-by-table comparison; timing
-columns and the latency table are left out (bench.reporting.compare.comparable_table). Exit 0 when every table is identical.
+columns and the latency table are left out (bench.reporting.compare.comparable_table). Exit 0 when every table
+is identical.
 """
 
 from __future__ import annotations

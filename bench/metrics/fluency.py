@@ -118,9 +118,11 @@ class PerplexityScorer:
                 logits = torch.tanh(logits / self.softcap) * self.softcap
             lp = torch.log_softmax(logits, dim=-1)
             nll[s:s + len(lp)] = -lp.gather(1, tgt[s:s + len(lp), None])[:, 0].double().cpu()
-        row_of = torch.tensor(rows)
-        for r, i in enumerate(live):  # per-text sums in token order (an index_add over the batch could reorder)
-            mean = float(nll[row_of == r].sum()) / items[i][1]
+        start = 0
+        for i in live:  # a text's targets are contiguous: summed in token order (an index_add could reorder)
+            n = items[i][1]
+            mean = float(nll[start:start + n].sum()) / n
+            start += n
             out[i] = math.exp(mean) if mean < 700 else float("inf")
         return out
 
