@@ -59,7 +59,23 @@ def test_ppl_dropping():
     nan = float("nan")
     out = summarize({"ppl": [[10.0, 1e5], [20.0, nan], [99999.0]]}, n_boot=0)
     assert out["ppl"] == pytest.approx((10 + 20 + 99999) / 3)  # 1e5 dropped, 99999 kept
+    assert out["ppl_gmean"] == pytest.approx((10 * 20 * 99999) ** (1 / 3))  # the same texts kept
     assert out["n_dropped_ppl"] == 1 and out["n_nan_ppl"] == 1
+
+
+def test_geometric_mean_ppl_resists_one_outlier_and_scales_with_its_ci():
+    """One degenerate text moves the arithmetic mean ~100x more than the geometric mean; scaling every PPL by c
+    scales the geometric mean and both CI ends by exactly c (the bootstrap runs on logs, same resamples)."""
+    base = [[20.0, 30.0], [25.0, 15.0], [40.0, 10.0], [18.0, 22.0]]
+    outlier = [row[:] for row in base]
+    outlier[2][0] = 40_000.0
+    a, b = summarize({"ppl": base}, n_boot=300, seed=1), summarize({"ppl": outlier}, n_boot=300, seed=1)
+    assert b["ppl"] - a["ppl"] == pytest.approx((40_000 - 40) / 8)
+    assert b["ppl_gmean"] / a["ppl_gmean"] == pytest.approx(1000 ** (1 / 8))  # 40 -> 40,000: x1000 on one of 8
+    scaled = summarize({"ppl": [[3.0 * x for x in row] for row in base]}, n_boot=300, seed=1)
+    for key in ("ppl_gmean", "ppl_gmean_lo", "ppl_gmean_hi"):
+        assert scaled[key] == pytest.approx(3.0 * a[key])
+    assert a["ppl_gmean_lo"] < a["ppl_gmean"] < a["ppl_gmean_hi"]
 
 
 def test_bootstrap_is_seeded_and_brackets_the_value():

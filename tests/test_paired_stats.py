@@ -54,6 +54,8 @@ def test_ratio_statistics_per_prompt():
     ppl = [[10.0, 30.0, 2e5], [float("nan")], [5.0]]
     num, den = prompt_ratios("ppl", ppl)
     assert num.tolist() == [40.0, 0.0, 5.0] and den.tolist() == [2.0, 0.0, 1.0]  # 2e5 dropped, NaN-only prompt 0/0
+    num, den = prompt_ratios("ppl_gmean", ppl)  # sums of log PPL over the same kept texts
+    assert num == pytest.approx([math.log(300.0), 0.0, math.log(5.0)]) and den.tolist() == [2.0, 0.0, 1.0]
     num, den = prompt_ratios("toxic_rate", [[0.5, 0.1], [float("nan")], [0.49]])
     assert num.tolist() == [1.0, 0.0, 0.0] and den.tolist() == [1.0, 0.0, 1.0]
     num, den = prompt_ratios("positive_rate", [[0.9, 0.1, 0.6, 0.2]])
@@ -104,7 +106,7 @@ def test_matched_fluency_hand_made_sweep():
     got = {(r["method"], r["level"]): r for r in rows}
     assert {r["metric"] for r in rows} == {"avg_max_toxicity"}  # no positive scores
     rad15 = 0.5 - 0.2 * math.log(1.5) / math.log(2)
-    assert got["rad", 1.5]["value"] == pytest.approx(rad15) and got["rad", 1.5]["ppl_level"] == 15.0
+    assert got["rad", 1.5]["value"] == pytest.approx(rad15) and got["rad", 1.5]["ppl_level"] == pytest.approx(15.0)
     assert got["rad", 1.5]["value_lo"] == pytest.approx(rad15) and got["rad", 1.5]["boot_defined"] == 1.0
     assert got["arm", 1.5]["value"] == pytest.approx(0.2)  # arm reaches PPL 15 exactly at beta 50
     assert got["arm", 1.5]["vs_rad"] == pytest.approx(0.2 - rad15)
@@ -114,6 +116,19 @@ def test_matched_fluency_hand_made_sweep():
     assert got["rad", 2.0]["value"] == pytest.approx(0.3)
     assert math.isnan(got["rad", 5.0]["value"]) and "highest PPL 40.0" in got["rad", 5.0]["reason"]
     assert math.isnan(got["arm", 5.0]["vs_rad"])
+
+
+def test_matched_fluency_is_on_the_geometric_mean_ppl():
+    """A sweep point whose mean PPL is carried by one text: its geometric mean (20) is exactly plain's 2x, so
+    the value at 2x is that point's own; on the arithmetic mean (25) it would be interpolated (0.5 -> 0.3)."""
+    n = 4
+    runs = [_run("plain", tox=[[0.5, 0.5]] * n, ppl=[[10.0, 10.0]] * n),
+            _run("rad10", tox=[[0.3, 0.3]] * n, ppl=[[10.0, 40.0]] * n),
+            _run("rad50", tox=[[0.1, 0.1]] * n, ppl=[[40.0, 40.0]] * n)]
+    keys = [{"method": "plain", "beta": 0}, {"method": "rad", "beta": 10}, {"method": "rad", "beta": 50}]
+    row = matched_fluency(keys, runs, [2.0], n_boot=50, seed=0)[0]
+    assert row["ppl_level"] == pytest.approx(20.0) and row["value"] == pytest.approx(0.3)
+    assert row["value_lo"] == pytest.approx(0.3) and row["value_hi"] == pytest.approx(0.3)
 
 
 def _write_run(folder: Path, task: str, method: str, beta: float, tox: list[float], ppl: list[float]) -> tuple[Path, Path]:

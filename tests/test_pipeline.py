@@ -125,8 +125,12 @@ def test_betas_by_method_sets_each_parametrizations_sweep(tmp_path):
     got = {}
     for method, beta in runs:
         got.setdefault(method, set()).add(float(beta))
-    assert got == {"plain": {0.0}, "rad": {10, 25, 60, 150}, "arm-baseline": {3, 10, 20, 35},
-                   "arm": {10, 25}, "arm-mlp": {50, 200}, "arm-distill": {10, 25}}
+    tox = yaml.safe_load((REPO / "config" / "study.yaml").read_text())["tasks"]["toxicity"]
+    by_method = tox["betas_by_method"]
+    assert set(by_method) == {"rad", "arm-baseline", "arm-mlp", "arm-distill"}  # ARM alone on `betas`
+    assert set(tox["betas"]) != set(by_method["rad"])  # so a sweep taken from the wrong list shows
+    assert got == {"plain": {0.0}, "arm": set(map(float, tox["betas"])),
+                   **{m: set(map(float, b)) for m, b in by_method.items()}}
 
 
 def test_dry_run_commands_follow_config(tmp_path):

@@ -28,19 +28,19 @@ def _summary(path: Path, task: str, method: str, beta: float, k: int = 20, **met
 @pytest.fixture
 def summaries(tmp_path: Path) -> list[Path]:
     out = [_summary(tmp_path / "tox_plain.csv", "toxicity", "plain", 0, avg_max_toxicity=(0.40, 0.30, 0.50),
-                    toxic_rate=(0.25, 0.0, 0.5), ppl=(30.0, 28.0, 32.0))]
+                    toxic_rate=(0.25, 0.0, 0.5), ppl=(30.0, 28.0, 32.0), ppl_gmean=(24.0, 23.0, 25.5))]
     for beta, tox in ((150, 0.10), (10, 0.30)):  # deliberately out of order
         for m in ("arm", "rad"):
             out.append(_summary(tmp_path / f"tox_{m}_{beta}.csv", "toxicity", m, beta,
                                 avg_max_toxicity=(tox, tox - 0.05, tox + 0.05), toxic_rate=(0.0, 0.0, 0.0),
-                                ppl=(40.0 + beta / 10, 39.0, 60.0)))
+                                ppl=(40.0 + beta / 10, 39.0, 60.0), ppl_gmean=(30.0 + beta / 10, 29.0, 45.0)))
     for target, ptype in (("positive", "negative"), ("negative", "positive")):
         task = f"sentiment-to-{target}-from-{ptype}"
         out.append(_summary(tmp_path / f"{task}_plain.csv", task, "plain", 0, positive_rate=(0.5, 0.4, 0.6),
-                            ppl=(30.0, 29.0, 31.0)))
+                            ppl=(30.0, 29.0, 31.0), ppl_gmean=(20.0, 19.0, 21.0)))
         rate = 0.9 if target == "positive" else 0.1
         out.append(_summary(tmp_path / f"{task}_rad.csv", task, "rad", 20, positive_rate=(rate, rate - 0.1, rate + 0.1),
-                            ppl=(35.0, 33.0, 37.0)))
+                            ppl=(35.0, 33.0, 37.0), ppl_gmean=(22.0, 21.0, 23.0)))
     return out
 
 
@@ -60,16 +60,18 @@ def test_tables_rows_order_and_ci(summaries, tmp_path):
     assert {"avg_max_toxicity_lo", "avg_max_toxicity_hi", "toxic_rate", "ppl", "dist3", "source_file"} <= set(tox.columns)
     md = (tmp_path / "tables" / "toxicity.md").read_text()
     header = md.splitlines()[0]
-    assert header == "| Method | β | k | Avg. max toxicity | Toxic rate | PPL | Dist-1 | Dist-2 | Dist-3 |"
-    # plain: 0.400 ± (0.50-0.30)/2 ; PPL 30.0 ± 2.0 ; beta shown as a dash
-    assert "| Plain (top-k) | – | 20 | 0.400 ± 0.100 | 0.250 ± 0.250 | 30.0 ± 2.0 | 0.500 | 0.800 | 0.900 |" in md
+    assert header == ("| Method | β | k | Avg. max toxicity | Toxic rate | PPL | PPL (geo.) | Dist-1 | Dist-2 "
+                      "| Dist-3 |")
+    # plain: 0.400 ± (0.50-0.30)/2 ; PPL 30.0 ± 2.0 ; geometric mean 24.0 ± 1.25 (shown to 1 digit) ; beta a dash
+    assert ("| Plain (top-k) | – | 20 | 0.400 ± 0.100 | 0.250 ± 0.250 | 30.0 ± 2.0 | 24.0 ± 1.2 | 0.500 | 0.800 "
+            "| 0.900 |") in md
     assert "| RAD | 150 | 20 | 0.100 ± 0.050 |" in md
     sent = pd.read_csv(tmp_path / "tables" / "sentiment.csv")
     assert list(zip(sent["target"], sent["prompt_type"], sent["method"])) == [
         ("negative", "positive", "plain"), ("negative", "positive", "rad"),
         ("positive", "negative", "plain"), ("positive", "negative", "rad")]
     smd = (tmp_path / "tables" / "sentiment.md").read_text()
-    assert "| positive | negative | RAD | 20 | 20 | 90.0 ± 10.0 | 35.0 ± 2.0 |" in smd
+    assert "| positive | negative | RAD | 20 | 20 | 90.0 ± 10.0 | 35.0 ± 2.0 | 22.0 ± 1.0 |" in smd
 
 
 def test_latex_escapes_and_groups(summaries):
@@ -77,7 +79,7 @@ def test_latex_escapes_and_groups(summaries):
     tex = to_latex(df[df["family"] == "sentiment"], "sentiment")
     assert tex.count(r"\midrule") == 2  # header rule + one between the two (target, prompts) blocks
     assert r"90.0 $\pm$ 10.0" in tex and r"$\beta$" in tex and r"Positive rate (\%)" in tex
-    assert r"\begin{tabular}{lllrrrrrrr}" in tex and tex.rstrip().endswith(r"\end{tabular}")
+    assert r"\begin{tabular}{lllrrrrrrrr}" in tex and tex.rstrip().endswith(r"\end{tabular}")
     md = to_markdown(df[df["family"] == "toxicity"], "toxicity")
     assert sum(line.startswith("| ") for line in md.splitlines()) == 1 + 5  # header + 5 rows
 

@@ -3,7 +3,8 @@
 - `paired_differences`: each setting's difference to plain decoding and to RAD at the same beta (and k), with a
   paired bootstrap CI (the same resampled prompts for both settings).
 - `matched_fluency`: along each method's beta sweep (plain = beta 0 is every sweep's first point), the value of
-  a statistic (avg. max toxicity, positive rate) at fixed perplexity levels (factors of plain's PPL), with
+  a statistic (avg. max toxicity, positive rate) at fixed fluency levels (factors of plain's geometric-mean
+  PPL, `aggregate.FLUENCY_STAT`: the arithmetic mean is carried by a few outlier texts), with
   bootstrap CIs from resampling prompts jointly across all settings of the task (so the level itself, a
   factor of the resampled plain PPL, moves with each replicate), and the paired difference to RAD.
 
@@ -22,7 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from bench.errors import DataError
-from bench.metrics.aggregate import STAT_SCORE, percentile_ci, prompt_ratios, ratio, resample_ratios
+from bench.metrics.aggregate import (FLUENCY_STAT, STAT_SCORE, finish, percentile_ci, prompt_ratios, ratio,
+                                     resample_ratios)
 
 COMPARED = ("avg_max_toxicity", "toxic_rate", "positive_rate", "ppl")
 MATCHED = ("avg_max_toxicity", "positive_rate")
@@ -146,6 +148,11 @@ def _reason(ppl: np.ndarray, level: float) -> str:
     return "no segment with finite values reaches the level"
 
 
+def _finish_fluency(r: np.ndarray, s: int) -> np.ndarray:
+    """Ratios of [fluency rows (s), statistic rows] on the last axis -> the fluency statistic's values first."""
+    return np.concatenate([finish(FLUENCY_STAT, r[..., :s]), r[..., s:]], axis=-1)
+
+
 def matched_fluency(keys: Sequence[dict], runs: Sequence[RunScores], levels: Sequence[float],
                     n_boot: int = 1000, seed: int = 0, stats: Sequence[str] = MATCHED) -> list[dict]:
     """Rows (method, metric, level, ppl_level, value[_lo/_hi], boot_defined, vs_rad[_lo/_hi], reason) of ONE
@@ -164,12 +171,12 @@ def matched_fluency(keys: Sequence[dict], runs: Sequence[RunScores], levels: Seq
         if not all(STAT_SCORE[stat] in r.scores for r in runs) or not all("ppl" in r.scores for r in runs):
             continue
         n_y, d_y = stat_matrix(runs, stat)
-        n_p, d_p = stat_matrix(runs, "ppl")
+        n_p, d_p = stat_matrix(runs, FLUENCY_STAT)
         s = len(runs)
         # one resample of prompts for all settings and both statistics: a joint bootstrap
         num, den = np.concatenate([n_p, n_y]), np.concatenate([d_p, d_y])
-        point = ratio(num, den)[None, :]
-        reps = resample_ratios(num, den, n_boot, seed) if n_boot > 0 and num.shape[1] >= 2 else None
+        point = _finish_fluency(ratio(num, den), s)[None, :]
+        reps = _finish_fluency(resample_ratios(num, den, n_boot, seed), s) if n_boot > 0 and num.shape[1] >= 2 else None
         for factor in levels:
             values: dict[str, tuple[float, np.ndarray | None]] = {}
             for m, ix in sweeps.items():

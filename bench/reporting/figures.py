@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.metrics.aggregate import FLUENCY_STAT
 from bench.reporting.tables import PLAIN, method_label, method_order, sort_runs  # noqa: E402
 from bench.utils.io import atomic_path  # noqa: E402
 
@@ -55,10 +56,10 @@ def _panel(ax, part: pd.DataFrame, ycol: str, ylabel: str, scale: float, title: 
             r = runs[runs["top_k"] == k].sort_values("beta")
             if r.empty or ycol not in r:
                 continue
-            x, y = r["ppl"].to_numpy(float), r[ycol].to_numpy(float) * scale
+            x, y = r[FLUENCY_STAT].to_numpy(float), r[ycol].to_numpy(float) * scale
             suffix = f" (k={int(k)})" if len(ks) > 1 else ""
             name = method_label(method) + suffix
-            kw = dict(xerr=_err(r, "ppl", 1.0), yerr=_err(r, ycol, scale), capsize=2, elinewidth=0.8)
+            kw = dict(xerr=_err(r, FLUENCY_STAT, 1.0), yerr=_err(r, ycol, scale), capsize=2, elinewidth=0.8)
             if method == PLAIN:
                 ax.errorbar(x, y, fmt="*", color="black", markersize=12, label=name, **kw)
                 continue
@@ -67,7 +68,7 @@ def _panel(ax, part: pd.DataFrame, ycol: str, ylabel: str, scale: float, title: 
                 if np.isfinite(xi) and np.isfinite(yi):
                     ax.annotate(f"β={b:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7,
                                 color=method_color(method))
-    ax.set_xlabel("Perplexity (lower is more fluent)")
+    ax.set_xlabel("Perplexity, geometric mean (lower is more fluent)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

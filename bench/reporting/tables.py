@@ -227,6 +227,7 @@ LAYOUTS: dict[str, list[Column]] = {
         Column("Avg. max toxicity", _ci("avg_max_toxicity", 3)),
         Column("Toxic rate", _ci("toxic_rate", 3)),
         Column("PPL", _ci("ppl", 1)),
+        Column("PPL (geo.)", _ci("ppl_gmean", 1)),
     ]
     + DIST
     + _paired("avg_max_toxicity", " tox.", 3),
@@ -235,7 +236,8 @@ LAYOUTS: dict[str, list[Column]] = {
         Column("Prompts", lambda r, pm: str(r["prompt_type"])),
     ]
     + COMMON_LEFT
-    + [Column("Positive rate (%)", _ci("positive_rate", 1, 100.0)), Column("PPL", _ci("ppl", 1))]
+    + [Column("Positive rate (%)", _ci("positive_rate", 1, 100.0)), Column("PPL", _ci("ppl", 1)),
+       Column("PPL (geo.)", _ci("ppl_gmean", 1))]
     + DIST
     + _paired("positive_rate", " pos. (pts)", 1, 100.0),
 }
@@ -243,6 +245,7 @@ GENERIC = COMMON_LEFT + [
     Column("Avg. max toxicity", _ci("avg_max_toxicity", 3)),
     Column("Positive rate (%)", _ci("positive_rate", 1, 100.0)),
     Column("PPL", _ci("ppl", 1)),
+    Column("PPL (geo.)", _ci("ppl_gmean", 1)),
 ] + DIST
 
 
@@ -340,7 +343,9 @@ def _md_table(headers: list[str], rows: list[list[str]], left: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------ matched fluency
-MATCHED_NOTE = ("Each method's β sweep starts at plain decoding (β = 0); the metric is interpolated linearly in "
+MATCHED_NOTE = ("Fluency is the geometric-mean PPL (exp of the mean log PPL: robust to the few degenerate "
+                "continuations that carry the arithmetic mean). "
+                "Each method's β sweep starts at plain decoding (β = 0); the metric is interpolated linearly in "
                 "log PPL at PPL = level × plain's PPL, on the first segment (in β order) that reaches it. "
                 "95% CIs: bootstrap over prompts resampled jointly for all settings of the task (the level moves "
                 "with plain's resampled PPL); 'defined' is the share of replicates whose sweep reaches the level. "
@@ -359,7 +364,7 @@ def matched_markdown(df: pd.DataFrame) -> str:
                          fmt_ci(r, "value", digits, scale),
                          "–" if _num(r["boot_defined"]) is None else f"{r['boot_defined']:.0%}",
                          fmt_diff(r, "vs_rad", digits, scale), str(r["reason"] or "")])
-        out.append(_md_table(["Method", "PPL level", "Value", "defined", "Δ vs RAD", "note"], rows, left=1))
+        out.append(_md_table(["Method", "PPL (geo.) level", "Value", "defined", "Δ vs RAD", "note"], rows, left=1))
     return "\n".join(out) + f"\n{MATCHED_NOTE}\n"
 
 

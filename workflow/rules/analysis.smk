@@ -129,6 +129,7 @@ rule rank:
         code=code_version("commands/rank.py", "analysis/", "rewards/", "reporting/rank.py"),
     log:
         f"{W}/logs/analysis/rank.log",
+    priority: 5  # one long job on the trained models: start it before the generations it can run beside
     threads: res("rank", "threads")
     resources:
         mem_mb=res("rank", "mem_mb"),
