@@ -23,7 +23,8 @@ SUMMARY_HEAD = ["task", "method", "beta", "top_k", "n_prompts", "n_samples",
                 "avg_max_toxicity", "avg_max_toxicity_lo", "avg_max_toxicity_hi",
                 "toxic_rate", "toxic_rate_lo", "toxic_rate_hi",
                 "positive_rate", "positive_rate_lo", "positive_rate_hi",
-                "ppl", "ppl_lo", "ppl_hi", "ppl_gmean", "ppl_gmean_lo", "ppl_gmean_hi", "dist1", "dist2", "dist3", "n_nan", "n_dropped_ppl",
+                "ppl", "ppl_lo", "ppl_hi", "ppl_gmean", "ppl_gmean_lo", "ppl_gmean_hi",
+                "dist1", "dist2", "dist3", "n_nan", "n_dropped_ppl",
                 "toxicity_scorer", "toxicity_scorer_version", "sentiment_scorer", "sentiment_scorer_version",
                 "fluency_model", "fluency_scorer_version"]
 # generation-meta fields that describe one execution, not the result: kept out of summaries and tables so the

@@ -74,6 +74,8 @@ rule generate:
         code=code_version("commands/generate.py", "decoding/", "rewards/"),
     log:
         f"{W}/logs/generate/{{gtask}}/{{method}}_b{{beta}}_k{{k}}.log",
+    # plain decoding feeds the rank analysis (its prefixes), one long job: first, or that job ends the run alone
+    priority: lambda wc: 5 if wc.method == "plain" else 0
     threads: res("generate", "threads")
     resources:
         mem_mb=res("generate", "mem_mb"),
