@@ -28,6 +28,7 @@ from bench.metrics.aggregate import (FLUENCY_STAT, STAT_SCORE, finish, percentil
 
 COMPARED = ("avg_max_toxicity", "toxic_rate", "positive_rate", "ppl")
 MATCHED = ("avg_max_toxicity", "positive_rate")
+LOG_TOL = 1e-9  # |log PPL - log level| below this is a hit (a relative PPL difference of 1e-9)
 
 
 @dataclass
@@ -127,7 +128,8 @@ def interpolate_sweep(ppl: np.ndarray, y: np.ndarray, level: np.ndarray) -> np.n
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         lx, lt = np.log(ppl), np.log(level)[:, None]
-        a, b = lx[:, :-1] - lt, lx[:, 1:] - lt
+        # a point within float round-off of the level (geometric means pass through exp/log) counts as on it
+        a, b = (np.where(np.abs(d) < LOG_TOL, 0.0, d) for d in (lx[:, :-1] - lt, lx[:, 1:] - lt))
         hit = np.isfinite(a) & np.isfinite(b) & (a * b <= 0) & np.isfinite(y[:, :-1]) & np.isfinite(y[:, 1:])
         first = np.argmax(hit, axis=1)
         rows = np.arange(len(first))
