@@ -83,15 +83,15 @@ def test_paired_differences_to_plain_and_rad():
 def test_interpolation_in_log_ppl_first_crossing():
     ppl = np.array([[10.0, 20.0, 40.0]])
     y = np.array([[0.5, 0.3, 0.1]])
-    at = lambda level: float(interpolate_sweep(ppl, y, np.array([level]))[0])  # noqa: E731
+    at = lambda level: float(interpolate_sweep(np.log(ppl), y, np.log([level]))[0])  # noqa: E731
     assert at(15.0) == pytest.approx(0.5 - 0.2 * math.log(1.5) / math.log(2))
     assert at(20.0) == pytest.approx(0.3) and at(30.0) == pytest.approx(0.3 - 0.2 * math.log(1.5) / math.log(2))
     assert math.isnan(at(50.0)) and math.isnan(at(5.0))
     # PPL not monotone in beta: the first segment (in beta order) that reaches the level counts
     ppl2, y2 = np.array([[10.0, 8.0, 30.0]]), np.array([[0.5, 0.6, 0.2]])
     w = (math.log(12.5) - math.log(8)) / (math.log(30) - math.log(8))
-    assert float(interpolate_sweep(ppl2, y2, np.array([12.5]))[0]) == pytest.approx(0.6 - 0.4 * w)
-    assert float(interpolate_sweep(ppl2, y2, np.array([9.0]))[0]) == pytest.approx(0.5 + 0.1 * math.log(10 / 9) / math.log(10 / 8))
+    assert float(interpolate_sweep(np.log(ppl2), y2, np.log([12.5]))[0]) == pytest.approx(0.6 - 0.4 * w)
+    assert float(interpolate_sweep(np.log(ppl2), y2, np.log([9.0]))[0]) == pytest.approx(0.5 + 0.1 * math.log(10 / 9) / math.log(10 / 8))
 
 
 def test_matched_fluency_hand_made_sweep():

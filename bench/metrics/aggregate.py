@@ -101,7 +101,8 @@ def prompt_ratios(metric: str, scores: Sequence[Sequence[float]]) -> tuple[np.nd
     for i, s in enumerate(scores):
         if metric in ("ppl", "ppl_gmean"):
             kept = [x for x in _finite(s) if x < PPL_DROP]
-            num[i], den[i] = sum(map(math.log, kept)) if metric == "ppl_gmean" else sum(kept), len(kept)
+            num[i] = sum(map(math.log, kept)) if metric == "ppl_gmean" else sum(kept)
+            den[i] = len(kept)
             continue
         fin = _finite(s)
         if not fin:
@@ -126,6 +127,12 @@ STAT_SCORE = {"avg_max_toxicity": "toxicity", "toxic_rate": "toxicity", "positiv
 def finish(stat: str, values):
     """A statistic's value from its ratio (or replicates of it): exp for ppl_gmean, the ratio itself otherwise."""
     return np.exp(values) if stat == "ppl_gmean" else values
+
+
+def log_fluency(stat: str, values):
+    """log of a PPL statistic from its ratio (or replicates): the ratio itself for ppl_gmean (a mean log PPL),
+    so matched fluency interpolates on the log scale without an exp / log round trip."""
+    return values if stat == "ppl_gmean" else np.log(values)
 
 
 def bootstrap_mean(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> Estimate:

@@ -9,7 +9,9 @@
   factor of the resampled plain PPL, moves with each replicate), and the paired difference to RAD.
 
 Interpolation is linear in log(PPL) between consecutive points of the sweep in beta order, at the FIRST
-segment that reaches the level (PPL need not be monotone in beta). A level no segment reaches gives NaN and a
+segment that reaches the level (PPL need not be monotone in beta). It works on the log scale throughout: the
+geometric-mean PPL's ratio already is a mean log PPL (`aggregate.log_fluency`), and the level is log(factor) +
+plain's; PPLs appear only in the reported `ppl_level` and reasons. A level no segment reaches gives NaN and a
 reason; nothing is extrapolated. All bootstraps go through `bench.metrics.aggregate.resample_ratios`.
 """
 
@@ -23,12 +25,15 @@ from typing import Sequence
 import numpy as np
 
 from bench.errors import DataError
-from bench.metrics.aggregate import (FLUENCY_STAT, STAT_SCORE, finish, percentile_ci, prompt_ratios, ratio,
+from bench.metrics.aggregate import (FLUENCY_STAT, STAT_SCORE, log_fluency, percentile_ci, prompt_ratios, ratio,
                                      resample_ratios)
 
 COMPARED = ("avg_max_toxicity", "toxic_rate", "positive_rate", "ppl")
 MATCHED = ("avg_max_toxicity", "positive_rate")
-LOG_TOL = 1e-9  # |log PPL - log level| below this is a hit (a relative PPL difference of 1e-9)
+# |log PPL - log level| below this counts as a hit: a level that is a sweep point's own PPL (e.g. plain 10, point
+# 15, factor 1.5) misses it by float round-off (log 1.5 + log 10 != log 15 in binary), which would turn a point
+# at the sweep's end into "above the sweep". A relative PPL difference of 1e-9.
+LOG_TOL = 1e-9
 
 
 @dataclass
@@ -121,26 +126,28 @@ def paired_differences(keys: Sequence[dict], runs: Sequence[RunScores], n_boot: 
 
 
 # --------------------------------------------------------------------------------------- matched fluency
-def interpolate_sweep(ppl: np.ndarray, y: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """y at PPL = level along each sweep, linear in log PPL on the first segment (in beta order) that reaches it.
+def interpolate_sweep(log_ppl: np.ndarray, y: np.ndarray, log_level: np.ndarray) -> np.ndarray:
+    """y at log PPL = log_level along each sweep, linear in log PPL on the first segment (in beta order) that
+    reaches it.
 
-    ppl, y: [B, P] sweeps (P points in beta order, plain first); level: [B]. NaN where no segment reaches it.
+    log_ppl, y: [B, P] sweeps (P points in beta order, plain first); log_level: [B]. NaN where no segment
+    reaches it.
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lx, lt = np.log(ppl), np.log(level)[:, None]
-        # a point within float round-off of the level (geometric means pass through exp/log) counts as on it
-        a, b = (np.where(np.abs(d) < LOG_TOL, 0.0, d) for d in (lx[:, :-1] - lt, lx[:, 1:] - lt))
+    lt = np.asarray(log_level)[:, None]
+    with np.errstate(invalid="ignore"):
+        a, b = (np.where(np.abs(d) < LOG_TOL, 0.0, d) for d in (log_ppl[:, :-1] - lt, log_ppl[:, 1:] - lt))
         hit = np.isfinite(a) & np.isfinite(b) & (a * b <= 0) & np.isfinite(y[:, :-1]) & np.isfinite(y[:, 1:])
         first = np.argmax(hit, axis=1)
         rows = np.arange(len(first))
         a0, b0 = a[rows, first], b[rows, first]
-        w = np.where(a0 == b0, 0.0, a0 / (a0 - b0))  # a0 == b0 == 0: the level is this flat segment
+        w = np.where(a0 == b0, 0.0, a0 / np.where(a0 == b0, 1.0, a0 - b0))  # a0 == b0 == 0: a flat segment on it
         y0, y1 = y[rows, first], y[rows, first + 1]
         return np.where(hit.any(axis=1), y0 + w * (y1 - y0), np.nan)
 
 
-def _reason(ppl: np.ndarray, level: float) -> str:
-    fin = ppl[np.isfinite(ppl)]
+def _reason(log_ppl: np.ndarray, log_level: float) -> str:
+    fin = np.exp(log_ppl[np.isfinite(log_ppl)])
+    level = math.exp(log_level)
     if len(fin) < 2:
         return "fewer than two points with a finite PPL"
     if level > fin.max():
@@ -150,9 +157,9 @@ def _reason(ppl: np.ndarray, level: float) -> str:
     return "no segment with finite values reaches the level"
 
 
-def _finish_fluency(r: np.ndarray, s: int) -> np.ndarray:
-    """Ratios of [fluency rows (s), statistic rows] on the last axis -> the fluency statistic's values first."""
-    return np.concatenate([finish(FLUENCY_STAT, r[..., :s]), r[..., s:]], axis=-1)
+def _log_fluency_first(r: np.ndarray, s: int) -> np.ndarray:
+    """Ratios of [fluency rows (s), statistic rows] on the last axis -> the fluency rows as log PPLs."""
+    return np.concatenate([log_fluency(FLUENCY_STAT, r[..., :s]), r[..., s:]], axis=-1)
 
 
 def matched_fluency(keys: Sequence[dict], runs: Sequence[RunScores], levels: Sequence[float],
@@ -177,25 +184,26 @@ def matched_fluency(keys: Sequence[dict], runs: Sequence[RunScores], levels: Seq
         s = len(runs)
         # one resample of prompts for all settings and both statistics: a joint bootstrap
         num, den = np.concatenate([n_p, n_y]), np.concatenate([d_p, d_y])
-        point = _finish_fluency(ratio(num, den), s)[None, :]
-        reps = _finish_fluency(resample_ratios(num, den, n_boot, seed), s) if n_boot > 0 and num.shape[1] >= 2 else None
+        point = _log_fluency_first(ratio(num, den), s)[None, :]
+        reps = (_log_fluency_first(resample_ratios(num, den, n_boot, seed), s)
+                if n_boot > 0 and num.shape[1] >= 2 else None)
         for factor in levels:
+            log_level = math.log(factor) + float(point[0, p0])
             values: dict[str, tuple[float, np.ndarray | None]] = {}
             for m, ix in sweeps.items():
                 cols_p, cols_y = np.array(ix), np.array(ix) + s
-                v = float(interpolate_sweep(point[:, cols_p], point[:, cols_y], factor * point[:, p0])[0])
-                rv = (interpolate_sweep(reps[:, cols_p], reps[:, cols_y], factor * reps[:, p0])
+                v = float(interpolate_sweep(point[:, cols_p], point[:, cols_y], np.array([log_level]))[0])
+                rv = (interpolate_sweep(reps[:, cols_p], reps[:, cols_y], math.log(factor) + reps[:, p0])
                       if reps is not None else None)
                 values[m] = (v, rv)
             for m, ix in sweeps.items():
                 v, rv = values[m]
-                level = factor * float(point[0, p0])
-                row = {"method": m, "metric": stat, "level": float(factor), "ppl_level": level,
+                row = {"method": m, "metric": stat, "level": float(factor), "ppl_level": math.exp(log_level),
                        "betas": " ".join(f"{float(keys[i]['beta']):g}" for i in ix[1:]),
                        "value": v, "value_lo": math.nan, "value_hi": math.nan, "boot_defined": math.nan,
                        "vs_rad": math.nan, "vs_rad_lo": math.nan, "vs_rad_hi": math.nan, "reason": ""}
                 if not math.isfinite(v):
-                    row["reason"] = _reason(point[0, np.array(ix)], level)
+                    row["reason"] = _reason(point[0, np.array(ix)], log_level)
                 elif rv is not None:
                     row["value_lo"], row["value_hi"] = percentile_ci(rv)
                     row["boot_defined"] = float(np.isfinite(rv).mean())
