@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)
 # `python -m bench` in every rule finds this checkout even with --directory elsewhere and no pip install
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
-from bench.config import merge_config, read_yaml, resource, validate_config  # noqa: E402
+from bench.config import merge_config, read_yaml, resource, training_settings, validate_config  # noqa: E402
 from bench.data.sources import resolve_source as _resolve_source  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
 from bench.rewards import registry  # noqa: E402  (parametrization names, training modes, teachers; no torch)

@@ -152,6 +152,18 @@ def load_config(*paths: str | os.PathLike) -> dict:
     return validate_config(cfg, source=" + ".join(map(str, paths)))
 
 
+TRAINING_KEYS = ("max_steps", "eval_every", "patience", "min_delta", "batch_size", "lr", "extra_args")
+
+
+def training_settings(config: dict, task: str, param: str) -> dict:
+    """The training flags of one (task, parametrization), least specific first: `training`, its
+    `overrides[param]`, the task's `training`, the task's `training.overrides[param]`."""
+    t = config["training"]
+    task_t = config["tasks"][task].get("training", {})
+    layers = (t, t.get("overrides", {}).get(param, {}), task_t, task_t.get("overrides", {}).get(param, {}))
+    return {k: v for layer in layers for k, v in layer.items() if k in TRAINING_KEYS}
+
+
 BUILTIN_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 
 

@@ -133,6 +133,24 @@ def test_betas_by_method_sets_each_parametrizations_sweep(tmp_path):
                    **{m: set(map(float, b)) for m, b in by_method.items()}}
 
 
+def test_task_training_changes_apply_most_specific_last(tmp_path):
+    """training < training.overrides[param] < tasks.<task>.training < its overrides[param], as the study's
+    train commands show: sentiment 640 steps (distilled 240), toxicity 448 (distilled 192)."""
+    from bench.config import load_config, training_settings
+
+    cfg = load_config(REPO / "config" / "study.yaml")
+    want = {("toxicity", "rad"): 448, ("toxicity", "arm-distill"): 192, ("sentiment", "rad"): 640,
+            ("sentiment", "arm-mlp"): 640, ("sentiment", "arm-distill"): 240}
+    assert {k: training_settings(cfg, *k)["max_steps"] for k in want} == want
+    assert training_settings(cfg, "sentiment", "arm-distill")["extra_args"] == "--distill-k 2 --eval-size 100"
+    assert training_settings(cfg, "sentiment", "rad")["lr"] == cfg["training"]["lr"]
+    res = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "study.yaml"), workdir=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    steps = {m.groups()[:2]: int(m.group(3)) for m in re.finditer(
+        r"bench train --parametrization ([\w-]+) .*?--train \S*/data/(\w+)/train\.jsonl .*? --max-steps (\d+)", res.stdout + res.stderr)}
+    assert {(t, p): n for (p, t), n in steps.items() if (t, p) in want} == want and len(steps) == 10
+
+
 def test_dry_run_commands_follow_config(tmp_path):
     res = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -11,10 +11,9 @@ REWARD_FILES = ("model.safetensors", "reward_config.json", "train_summary.json",
 
 
 def train_args(wc):
-    """The flags every parametrization shares, from config.training (+ its per-parametrization overrides)."""
+    """The flags every parametrization shares: config.training with its per-task / per-parametrization changes."""
     t = config["training"]
-    keys = ("max_steps", "eval_every", "patience", "min_delta", "batch_size", "lr", "extra_args")
-    o = {**{k: t[k] for k in keys}, **t["overrides"].get(wc.param, {})}
+    o = training_settings(config, wc.task, wc.param)
     task = config["tasks"][wc.task]
     layers = config["models"]["reward_num_layers"]
     args = [
