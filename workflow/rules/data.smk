@@ -96,6 +96,9 @@ rule prepare_prompts:
         code=code_version("commands/prepare.py", "data/"),
     log:
         f"{W}/logs/prepare/prompts.{{pset}}.log",
+    # seconds of work that every generation of the task (and so the rank analysis) waits on: with priority 0
+    # the scheduler kept preferring generations with larger inputs, and the study's sentiment prompts waited
+    priority: 10
     threads: res("prepare", "threads")
     resources:
         mem_mb=res("prepare", "mem_mb"),
