@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)
 # `python -m bench` in every rule finds this checkout even with --directory elsewhere and no pip install
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
-from bench.config import merge_config, read_yaml, resource, training_settings, validate_config  # noqa: E402
+from bench.config import (  # noqa: E402
+    check_sources, merge_config, read_yaml, resource, training_settings, validate_config)
 from bench.data.sources import resolve_source as _resolve_source  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
 from bench.rewards import registry  # noqa: E402  (parametrization names, training modes, teachers; no torch)
@@ -30,14 +31,19 @@ from snakemake.exceptions import WorkflowError  # noqa: E402
 # Not a `configfile:` directive: Snakemake would merge default.yaml UNDER a --configfile, leaking its keys
 # into e.g. the test config. default.yaml applies only when no --configfile is given.
 # The one validation of the config (one schema, defaults filled): every rule file reads the filled dict.
-# Snakemake parses a --configfile itself, before this file runs: for the line of a YAML syntax error in one,
-# `python -m bench check-config FILE` (README, "Configs").
+# Snakemake parses a --configfile itself, before this file runs (for the line of a YAML syntax error in one,
+# `python -m bench check-config FILE`); each is read again here with the suite's loader, which refuses
+# duplicate keys naming the file and line.
 try:
+    for _f in workflow.overwrite_configfiles:  # Snakemake's own YAML reader keeps the last of duplicate keys
+        read_yaml(_f)
     if not workflow.overwrite_configfiles:
         _over = copy.deepcopy(dict(config))
         config.clear()
         config.update(merge_config(read_yaml(Path(workflow.basedir) / "config" / "default.yaml"), _over))
-    validate_config(config, source=" + ".join(map(str, workflow.overwrite_configfiles)) or "config/default.yaml")
+    _source = " + ".join(map(str, workflow.overwrite_configfiles)) or "config/default.yaml"
+    validate_config(config, source=_source)  # also parses every extra_args with its command's parser
+    check_sources(config, source=_source)  # every data source resolved now: a folder for a file fails here
 except BenchError as _exc:
     raise WorkflowError(str(_exc)) from None
 
@@ -125,13 +131,25 @@ THREADS_ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
 # stamp (a target of `all`, so a missing one is made), a fresh clone's `snakemake --cores all` would do nothing. A new run folder -> a new stamp -> the
 # committed tables and figures are older than an input -> the whole DAG runs.
 RUN_STAMP = f"{W}/run_started.txt"
+# Every rule writes a Snakemake benchmark record (wall time, peak memory, CPU time) here:
+# {BENCHMARKS}/<rule>/<wildcards>.tsv, or {BENCHMARKS}/<rule>.tsv for a rule without wildcards. `bench cost`
+# reads them into results/tables/cost.{csv,md} (rule `cost`, workflow/rules/report.smk).
+BENCHMARKS = f"{W}/benchmarks"
+
+
+# With the stamp, the software the run ran with (python, platform, torch + CUDA, transformers, every package and
+# their digest): compare two runs' files, or with requirements/lock-cpu.txt (docs/reproducibility.md).
+ENVIRONMENT = f"{W}/environment.json"
 
 
 rule run_stamp:
     output:
-        RUN_STAMP,
+        stamp=RUN_STAMP,
+        environment=ENVIRONMENT,
+    benchmark:
+        f"{BENCHMARKS}/run_stamp.tsv",
     shell:
-        "date -u '+%Y-%m-%dT%H:%M:%SZ' > {output:q}"
+        "date -u '+%Y-%m-%dT%H:%M:%SZ' > {output.stamp:q} && {BENCH} environment --out {output.environment:q}"
 
 
 include: "workflow/rules/data.smk"
@@ -140,12 +158,15 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/diagnose.smk"
 
 
 report: "workflow/report/workflow.rst"
 
 
-localrules: all, run_stamp, merge_splits, tables, figures, reward_table, reward_figure
+# Only trivial rules stay on the submitting node (a `date`, a `cat`); everything else, statistics included,
+# is a job with the resources its config entry names (resources.report for tables / figures / cost).
+localrules: all, run_stamp, merge_splits
 
 
 rule all:
@@ -154,4 +175,6 @@ rule all:
         report_targets(),
         analysis_targets(),
         agreement_targets(),
+        cost_targets(),
+        html_report_targets(),
     default_target: True

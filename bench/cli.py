@@ -22,14 +22,38 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("bench.commands.train", "train a reward model of one parametrization"),
     "generate": ("bench.commands.generate", "plain or reward-guided decoding to a JSONL of continuations"),
     "score": ("bench.commands.score", "score continuations (toxicity, sentiment, fluency, diversity)"),
-    "agreement": ("bench.commands.agreement", "agreement of an offline toxicity scorer with Perspective / labels"),
+    "agreement": (
+        "bench.commands.agreement",
+        "validation of the judges: AUC / Spearman vs Perspective and human labels",
+    ),
+    "calibrate": ("bench.commands.calibrate", "fit the judges' monotone maps to Perspective's scale (cross-validated)"),
+    "judges": (
+        "bench.commands.judges",
+        "the judges on a run's generations: calibrated scores, agreement under steering",
+    ),
     "tables": ("bench.commands.tables", "collect per-run summaries into CSV / Markdown / LaTeX tables"),
     "figures": ("bench.commands.figures", "trade-off figures (toxicity / positive rate vs. fluency)"),
     "compare": ("bench.commands.compare", "check a run's tables against reference tables within their CIs"),
+    "report": ("bench.commands.report", "self-contained HTML report: interactive trade-offs, sampled continuations"),
+    "export": ("bench.commands.export", "a run's generations and per-continuation scores as a Parquet data set"),
     "latency": ("bench.commands.latency", "fixed-protocol decoding latency benchmark"),
     "rank": ("bench.commands.rank", "SVD rank analysis of reward matrices"),
+    "diagnose": (
+        "bench.commands.diagnose",
+        "candidate-reward spread per decoding step vs the judge (why steering backfires)",
+    ),
+    "rank-sweep": (
+        "bench.commands.rank_sweep",
+        "rank sweep: steering at matched fluency vs the ARM's rank (table, figures)",
+    ),
     "check-config": ("bench.commands.check_config", "validate config files (YAML syntax, keys, types) before a run"),
     "hub-ids": ("bench.commands.hub_ids", "list (or fetch) the hub ids a config needs, to run offline on a cluster"),
+    "environment": (
+        "bench.commands.environment",
+        "record the software versions of a run, or write the environment lock",
+    ),
+    "cost": ("bench.commands.cost", "per stage wall time, peak memory and share of the requested resources used"),
+    "plan": ("bench.commands.plan", "before a run: jobs and work per stage, and hours at given throughputs"),
 }
 
 

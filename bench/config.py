@@ -8,6 +8,7 @@ A wrong key or type fails at once, naming the key, instead of half-way through a
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 from pathlib import Path
@@ -24,16 +25,16 @@ DEFAULT_TOP_K = [20]
 
 def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
     """The schema, with `$defs.parametrization` / `$defs.latency_method` enumerating the registry's names."""
-    from bench.rewards.registry import latency_methods, names
+    from bench.rewards.registry import default_names, latency_methods, names
 
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config schema not found (run from a checkout of the repository)")
-    schema = yaml.safe_load(path.read_text(encoding="utf-8"))
+    schema = load_yaml_text(path.read_text(encoding="utf-8"))
     defs = schema.get("$defs", {})
     if "parametrization" in defs:
         defs["parametrization"]["enum"] = names()
-        schema["properties"]["training"]["properties"]["parametrizations"]["default"] = names()
+        schema["properties"]["training"]["properties"]["parametrizations"]["default"] = default_names()
     if "latency_method" in defs:
         defs["latency_method"]["enum"] = ["plain", *latency_methods()]
     return schema
@@ -98,7 +99,8 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
         lines = []
         for err in errors[:10]:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"key '{key}': {err.message}")
+            hint = err.schema.get("errorMessage") if isinstance(err.schema, dict) else None  # the schema's own words
+            lines.append(f"key '{key}': {err.instance!r}: {hint}" if hint else f"key '{key}': {err.message}")
         raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
     _fill_defaults(config, schema, schema)
     for name in ("toxicity", "sentiment"):
@@ -111,16 +113,190 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
                     f"tasks.{name}.attributes {task['attributes']}"
                 )
     config.setdefault("work_dir", f"runs/{config['name']}")
+    check_command_args(config, source)
+    check_scorer_specs(config, source)
     return config
 
 
+def check_scorer_specs(config: dict, source: str = "config") -> None:
+    """`scoring.toxicity_scorer` / `sentiment_scorer` name a scorer of their kind (the grammar of
+    `bench.metrics.registry`): a typo, or a sentiment scorer given for toxicity, fails now, not in a score job."""
+    from bench.metrics.registry import SENTIMENT_SPECS, TOXICITY_SPECS
+
+    scoring = config.get("scoring", {})
+    checks = [
+        (key, scoring[key], specs)
+        for key, specs in (("toxicity_scorer", TOXICITY_SPECS), ("sentiment_scorer", SENTIMENT_SPECS))
+        if key in scoring
+    ]
+    checks += [
+        (f"extra_toxicity_scorers[{i}]", v, TOXICITY_SPECS)
+        for i, v in enumerate(scoring.get("extra_toxicity_scorers") or [])
+    ]
+    for key, value, specs in checks:
+        kind, colon, arg = str(value).strip().partition(":")
+        # "name" takes no argument, "name:<arg>" needs one (detoxify's defaults to 'original')
+        ok = any(
+            kind == name and (bool(arg) or name == "detoxify" if takes else not colon)
+            for name, takes, _ in (p.partition(":") for p in specs)
+        )
+        if not ok:
+            raise ConfigError(f"{source}: key 'scoring.{key}' = {value!r}: expected one of {', '.join(specs)}")
+
+
+# data sets whose loader also reads a folder (the shipped mirrors: sst2/, sentiment_prompts-10k/); every other
+# local source must be one file
+FOLDER_SOURCES = frozenset({"sst2", "sentiment"})
+
+
+def check_sources(config: dict, source: str = "config") -> None:
+    """Resolve every data source the run will read, as the Snakefile will (same resolver and search roots):
+    a path that does not exist, or a folder where the data set needs one file, fails now naming the key.
+    Hub ids pass (they are checked when fetched). Not part of `validate_config`: it depends on the cwd."""
+    from bench.data.sources import resolve_source
+    from bench.errors import DataError
+
+    items = []
+    for name, task in config.get("tasks", {}).items():
+        if not task.get("enabled", True):
+            continue
+        items += [(f"tasks.{name}.train[{i}].source", t["dataset"], t["source"]) for i, t in enumerate(task["train"])]
+        items.append((f"tasks.{name}.prompts.source", task["prompts"]["dataset"], task["prompts"]["source"]))
+    clf = config.get("scoring", {}).get("sentiment_classifier", {})
+    if "sentiment" in config.get("tasks", {}) and config["tasks"]["sentiment"].get("enabled", True):
+        items += [(f"scoring.sentiment_classifier.{k}", None, clf[k]) for k in ("train", "dev") if k in clf]
+    for key, dataset, value in items:
+        try:
+            found = resolve_source(value, extra_root=config.get("data_dir"))
+        except DataError as exc:
+            raise ConfigError(f"{source}: key '{key}': {exc}") from None
+        if found.kind == "local" and Path(found.value).is_dir() and dataset not in FOLDER_SOURCES:
+            what = f"a {dataset} data file" if dataset else "a data file"
+            raise ConfigError(f"{source}: key '{key}' = {value!r}: {found.value} is a folder; expected {what}")
+
+
+# Flags a rule sets itself (inputs, outputs, the method): in extra args they would send the output elsewhere or
+# mislabel it, so they are refused. dest names of the command's parser.
+RULE_MANAGED = {
+    "train": ("parametrization", "train", "heldout", "out", "teacher"),
+    "generate": ("prompts", "out", "reward"),
+    "score": ("generations", "out_scores", "out_summary", "cache"),
+    "agreement": ("out",),
+}
+
+
+def command_arg_keys(config: dict) -> list[tuple[str, str, str]]:
+    """(config key, bench command, value) of every string the Snakefile appends verbatim to a command."""
+    out = []
+    t = config.get("training", {})
+    layers = [("training", t)] + [(f"training.overrides.{p}", o) for p, o in t.get("overrides", {}).items()]
+    for name, task in config.get("tasks", {}).items():
+        tt = task.get("training", {})
+        layers += [(f"tasks.{name}.training", tt)]
+        layers += [(f"tasks.{name}.training.overrides.{p}", o) for p, o in tt.get("overrides", {}).items()]
+    out += [(f"{key}.extra_args", "train", layer["extra_args"]) for key, layer in layers if "extra_args" in layer]
+    for section, command, field in (
+        ("generation", "generate", "extra_args"),
+        ("scoring", "score", "extra_args"),
+        ("agreement", "agreement", "args"),
+    ):
+        if field in config.get(section, {}):
+            out.append((f"{section}.{field}", command, config[section][field]))
+    return out
+
+
+class _ArgsError(Exception):
+    pass
+
+
+class _CheckingParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise _ArgsError(message)
+
+
+def command_parser(command: str) -> argparse.ArgumentParser:
+    """`bench <command>`'s own parser (from `bench.cli`), with no argument required: extra args are partial."""
+    import importlib
+
+    from bench.cli import COMMANDS
+
+    parser = _CheckingParser(prog=f"bench {command}", add_help=False)
+    importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
+    for action in parser._actions:
+        action.required = False
+    return parser
+
+
+def check_command_args(config: dict, source: str = "config") -> None:
+    """Parse every extra-arguments string with the parser of the command it is appended to, so an unknown flag,
+    a bad value or a flag the rule sets itself fails now, naming the key, not in the first job hours later."""
+    import shlex
+
+    parsers: dict[str, argparse.ArgumentParser] = {}
+    for key, command, value in command_arg_keys(config):
+        if not value.strip():
+            continue
+        where = f"{source}: key '{key}' = {value!r}"
+        try:
+            tokens = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: cannot split into arguments ({exc})") from None
+        parser = parsers.get(command) or parsers.setdefault(command, command_parser(command))
+        try:
+            ns, unknown = parser.parse_known_args(tokens)
+        except _ArgsError as exc:
+            raise ConfigError(f"{where}: bench {command} refuses it ({exc})") from None
+        if unknown:
+            raise ConfigError(
+                f"{where}: bench {command} has no argument {' '.join(unknown)}; expected flags "
+                f"of `bench {command} --help`"
+            )
+        managed = [d for d in RULE_MANAGED.get(command, ()) if getattr(ns, d, None) is not None]
+        if managed:
+            flags = ["--" + d.replace("_", "-") for d in managed]
+            raise ConfigError(f"{where}: {', '.join(flags)} is set by the pipeline's rule itself; remove it")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping key given twice (PyYAML keeps the last one silently, so a config
+    with `betas:` twice would run with whichever came second). Merge keys (`<<: *anchor`) still override."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None,
+                            None,
+                            f"duplicate key '{key}' (first given on line {seen[key] + 1})",
+                            key_node.start_mark,
+                        )
+                    seen[key] = key_node.start_mark.line
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML the way every config and schema of the suite is read (safe, duplicate keys refused)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
-    """One YAML file; a syntax error becomes one line naming the file, line and column (1-based)."""
+    """One YAML file; a syntax error or a duplicate key becomes one line naming the file, line and column
+    (1-based)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found" if not path.exists() else f"{path}: not a file")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
@@ -133,7 +309,9 @@ def read_yaml(path: str | os.PathLike) -> Any:
 def merge_config(base: dict, over: dict) -> dict:
     """Update `base` with `over` the way `snakemake --configfile A B` merges: mappings recursively, lists replace."""
     for k, v in over.items():
-        base[k] = merge_config(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else copy.deepcopy(v)
+        base[k] = (
+            merge_config(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else copy.deepcopy(v)
+        )
     return base
 
 

@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     run = Path(args.run)
-    lines = ["| task | parametrization | texts | mean abs(r(BOS+text) - r(text)) | mean abs(r(BOS+text)) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| task | parametrization | texts | mean abs(r(BOS+text) - r(text)) | mean abs(r(BOS+text)) |",
+        "|---|---|---|---|---|",
+    ]
     for task_dir in sorted((run / "rewards").iterdir()):
         texts = [rec["text"] for rec in read_jsonl(run / "data" / task_dir.name / "heldout.jsonl")][: args.n]
         for model_dir in sorted(task_dir.iterdir()):
@@ -58,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             model = load_reward_model(model_dir)
             change, size, n = mean_abs_change(model, model.tokenizer, texts, args.max_length)
-            lines.append(f"| {task_dir.name} | {model.config.parametrization} | {n} | {change:.4f} | "
-                         f"{size:.4f} |")
+            lines.append(f"| {task_dir.name} | {model.config.parametrization} | {n} | {change:.4f} | {size:.4f} |")
             print(lines[-1], file=sys.stderr, flush=True)
     table = "\n".join(lines) + "\n"
     print(table)

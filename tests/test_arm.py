@@ -12,16 +12,13 @@ from bench.rewards.base import RewardConfig
 from bench.rewards.registry import build_reward_model, load_reward_model
 from tests.conftest import TINY_GPT2
 
-IDS = torch.tensor([[50256, 464, 3797, 318, 257, 922, 1110, 13],
-                    [50256, 50256, 50256, 40, 588, 340, 845, 881]])
-MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1],
-                     [0, 0, 1, 1, 1, 1, 1, 1]])  # row 1 left-padded
+IDS = torch.tensor([[50256, 464, 3797, 318, 257, 922, 1110, 13], [50256, 50256, 50256, 40, 588, 340, 845, 881]])
+MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1, 1]])  # row 1 left-padded
 
 
 def with_bos(ids, mask):
     """BOS (GPT-2's <|endoftext|>) in front, mask 1: how the reward model reads a prefix at decoding time."""
-    return (torch.cat([torch.full_like(ids[:, :1], 50256), ids], 1),
-            torch.cat([torch.ones_like(mask[:, :1]), mask], 1))
+    return (torch.cat([torch.full_like(ids[:, :1], 50256), ids], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1))
 
 
 def _model(parametrization: str, attributes=("toxicity", "insult"), **kw):
@@ -109,8 +106,9 @@ def test_arm_mlp_score_vocab_by_hand():
 def test_cached_candidates_match_uncached_vocab(parametrization):
     model = _model(parametrization, mlp_rank=4)
     fed: list[int] = []
-    model.backbone.register_forward_pre_hook(lambda mod, args, kw: fed.append(kw["input_ids"].shape[1]),
-                                             with_kwargs=True)
+    model.backbone.register_forward_pre_hook(
+        lambda mod, args, kw: fed.append(kw["input_ids"].shape[1]), with_kwargs=True
+    )
     state = model.new_state()
     gen = torch.Generator().manual_seed(0)
     for length in range(4, 8):

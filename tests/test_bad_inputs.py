@@ -10,16 +10,25 @@ import os
 import resource
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
 
 from bench.cli import main as bench_main
-from helpers_reliability import (REPO, TINY_GPT2, bench_cmd, bench_env, command_available, make_reward_folder,
-                                 temp_leftovers, write_prompts, write_train_split)
+from helpers_reliability import (
+    REPO,
+    TINY_GPT2,
+    bench_cmd,
+    bench_env,
+    command_available,
+    make_reward_folder,
+    temp_leftovers,
+    write_prompts,
+    write_train_split,
+)
 
 
 @dataclass
@@ -41,8 +50,24 @@ class Case:
 
 def _gen(tmp: Path, prompts: Path, *extra: str, out: str = "out/gen.jsonl", base: str = TINY_GPT2):
     o = tmp / out
-    return ["generate", "--base", base, "--prompts", str(prompts), "--out", str(o), "--num-samples", "1",
-            "--max-new-tokens", "4", "--top-k", "5", "--device", "cpu", *extra], [o, Path(f"{o}.meta.json")]
+    return [
+        "generate",
+        "--base",
+        base,
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(o),
+        "--num-samples",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--top-k",
+        "5",
+        "--device",
+        "cpu",
+        *extra,
+    ], [o, Path(f"{o}.meta.json")]
 
 
 def _ok_prompts(tmp: Path, n: int = 2) -> Path:
@@ -234,9 +259,30 @@ def _fsize_limit():
 # ------------------------------------------------------------------------------------ train
 def _train(tmp, train, heldout, *extra):
     out = tmp / "out" / "rm"
-    return ["train", "--parametrization", "rad", "--backbone", TINY_GPT2, "--num-layers", "1", "--train", str(train),
-            "--heldout", str(heldout), "--out", str(out), "--steps", "2", "--batch-size", "2", "--max-length", "8",
-            "--device", "cpu", *extra], [out, Path(f"{out}.ckpt")]
+    return [
+        "train",
+        "--parametrization",
+        "rad",
+        "--backbone",
+        TINY_GPT2,
+        "--num-layers",
+        "1",
+        "--train",
+        str(train),
+        "--heldout",
+        str(heldout),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "8",
+        "--device",
+        "cpu",
+        *extra,
+    ], [out, Path(f"{out}.ckpt")]
 
 
 def c_train_malformed_line(tmp):
@@ -268,15 +314,21 @@ def c_train_negative_steps(tmp):
 
 
 def c_train_negative_lr(tmp):
-    argv, outs = _train(tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4),
-                        "--lr", "-0.1")
+    argv, outs = _train(
+        tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4), "--lr", "-0.1"
+    )
     return argv, outs, ["lr", "-0.1"]
 
 
 def c_distill_teacher_wrong_parametrization(tmp):
     teacher = make_reward_folder(tmp / "in" / "arm_teacher", parametrization="arm")
-    argv, outs = _train(tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4),
-                        "--teacher", str(teacher))
+    argv, outs = _train(
+        tmp,
+        write_train_split(tmp / "in" / "t.jsonl", 6),
+        write_train_split(tmp / "in" / "h.jsonl", 4),
+        "--teacher",
+        str(teacher),
+    )
     argv[argv.index("--parametrization") + 1] = "arm-distill"
     return argv, outs, [str(teacher), "rad"]
 
@@ -286,8 +338,9 @@ def c_train_corrupt_resume_state(tmp):
     argv, outs = _train(tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4))
     ckpt = Path(str(outs[0]) + ".ckpt")
     ckpt.mkdir(parents=True)
-    (ckpt / "latest.json").write_text(json.dumps({"step": 1, "weights": "step-00000001.safetensors",
-                                                  "state": "step-00000001.pt"}))
+    (ckpt / "latest.json").write_text(
+        json.dumps({"step": 1, "weights": "step-00000001.safetensors", "state": "step-00000001.pt"})
+    )
     (ckpt / "step-00000001.pt").write_bytes(b"PK\x03\x04 truncated")
     (ckpt / "step-00000001.safetensors").write_bytes(b"\x08\x00\x00")
     return argv, [outs[0]], [str(ckpt / "step-00000001.pt")]
@@ -296,47 +349,122 @@ def c_train_corrupt_resume_state(tmp):
 # ------------------------------------------------------------------------------------ prepare (data)
 def c_prepare_missing_file(tmp):
     src, out = tmp / "in" / "nope.csv", tmp / "out" / "train.jsonl"
-    return (["prepare", "train", "--dataset", "jigsaw", "--source", str(src), "--n-train", "4", "--n-heldout", "2",
-             "--out-train", str(out), "--out-heldout", str(tmp / "out" / "held.jsonl")],
-            [out, tmp / "out" / "held.jsonl"], [str(src)])
+    return (
+        [
+            "prepare",
+            "train",
+            "--dataset",
+            "jigsaw",
+            "--source",
+            str(src),
+            "--n-train",
+            "4",
+            "--n-heldout",
+            "2",
+            "--out-train",
+            str(out),
+            "--out-heldout",
+            str(tmp / "out" / "held.jsonl"),
+        ],
+        [out, tmp / "out" / "held.jsonl"],
+        [str(src)],
+    )
 
 
 def c_prepare_csv_wrong_columns(tmp):
     src = _write(tmp / "in" / "bad.csv", "id,body,score\n1,hello there,0.3\n2,you fool,0.9\n")
     out = tmp / "out" / "train.jsonl"
-    return (["prepare", "train", "--dataset", "kaggle-jigsaw", "--source", str(src), "--n-train", "1",
-             "--n-heldout", "1", "--out-train", str(out), "--out-heldout", str(tmp / "out" / "held.jsonl")],
-            [out, tmp / "out" / "held.jsonl"], [str(src), "comment_text"])
+    return (
+        [
+            "prepare",
+            "train",
+            "--dataset",
+            "kaggle-jigsaw",
+            "--source",
+            str(src),
+            "--n-train",
+            "1",
+            "--n-heldout",
+            "1",
+            "--out-train",
+            str(out),
+            "--out-heldout",
+            str(tmp / "out" / "held.jsonl"),
+        ],
+        [out, tmp / "out" / "held.jsonl"],
+        [str(src), "comment_text"],
+    )
 
 
 def c_prepare_empty_prompt_file(tmp):
     src = _write(tmp / "in" / "rtp.jsonl", "")
     out = tmp / "out" / "prompts.jsonl"
-    return (["prepare", "prompts", "--dataset", "rtp", "--source", str(src), "--n", "2", "--out", str(out)],
-            [out], [str(src)])
+    return (
+        ["prepare", "prompts", "--dataset", "rtp", "--source", str(src), "--n", "2", "--out", str(out)],
+        [out],
+        [str(src)],
+    )
 
 
 def c_prepare_non_utf8_tsv(tmp):
     src = _write(tmp / "in" / "train.tsv", b"label\tsentence\n1\tgood film\n0\tmauvais \xe9t\xe9 film\n")
     out = tmp / "out" / "train.jsonl"
-    return (["prepare", "train", "--dataset", "sst2", "--source", str(src), "--n-train", "1", "--n-heldout", "1",
-             "--out-train", str(out), "--out-heldout", str(tmp / "out" / "held.jsonl")],
-            [out, tmp / "out" / "held.jsonl"], [str(src), "UTF-8"])
+    return (
+        [
+            "prepare",
+            "train",
+            "--dataset",
+            "sst2",
+            "--source",
+            str(src),
+            "--n-train",
+            "1",
+            "--n-heldout",
+            "1",
+            "--out-train",
+            str(out),
+            "--out-heldout",
+            str(tmp / "out" / "held.jsonl"),
+        ],
+        [out, tmp / "out" / "held.jsonl"],
+        [str(src), "UTF-8"],
+    )
 
 
 # ------------------------------------------------------------------------------------ score
 def _gens(tmp: Path, meta: bool = True) -> Path:
-    g = _write(tmp / "in" / "gen.jsonl", json.dumps({"id": "a", "prompt": "Hi", "continuations": [" there", " you"]}) + "\n")
+    g = _write(
+        tmp / "in" / "gen.jsonl", json.dumps({"id": "a", "prompt": "Hi", "continuations": [" there", " you"]}) + "\n"
+    )
     if meta:
-        _write(Path(f"{g}.meta.json"), json.dumps({"method": "plain", "beta": 0, "top_k": 5, "task": "detox",
-                                                   "base": TINY_GPT2}))
+        _write(
+            Path(f"{g}.meta.json"),
+            json.dumps({"method": "plain", "beta": 0, "top_k": 5, "task": "detox", "base": TINY_GPT2}),
+        )
     return g
 
 
 def _score(tmp, gens, *extra, scorer="profanity-check"):
     s, m = tmp / "out" / "s.jsonl", tmp / "out" / "s.csv"
-    return (["score", "--generations", str(gens), "--metrics", "toxicity,diversity", "--toxicity-scorer", scorer,
-             "--out-scores", str(s), "--out-summary", str(m), "--device", "cpu", *extra], [s, m])
+    return (
+        [
+            "score",
+            "--generations",
+            str(gens),
+            "--metrics",
+            "toxicity,diversity",
+            "--toxicity-scorer",
+            scorer,
+            "--out-scores",
+            str(s),
+            "--out-summary",
+            str(m),
+            "--device",
+            "cpu",
+            *extra,
+        ],
+        [s, m],
+    )
 
 
 def c_perspective_without_key(tmp):
@@ -366,8 +494,19 @@ def _snake(tmp, mutate, *targets):
     cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     mutate(cfg)
     path = _write(tmp / "in" / "config.yaml", yaml.safe_dump(cfg))
-    return ["snakemake", "-n", *targets, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp),
-            "--configfile", str(path), "--cores", "1"], [tmp / "runs"]
+    return [
+        "snakemake",
+        "-n",
+        *targets,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp),
+        "--configfile",
+        str(path),
+        "--cores",
+        "1",
+    ], [tmp / "runs"]
 
 
 def c_config_unknown_key(tmp):
@@ -420,8 +559,7 @@ CASES = [
     Case("missing-reward-folder", "generate", c_missing_reward_folder),
     Case("output-parent-is-a-file", "generate", c_output_parent_is_a_file),
     Case("unwritable-output-folder", "generate", c_unwritable_output_folder),
-    Case("disk-full-during-write", "generate", c_disk_full, run="bench", preexec=_fsize_limit,
-         allow_resume_state=True),
+    Case("disk-full-during-write", "generate", c_disk_full, run="bench", preexec=_fsize_limit, allow_resume_state=True),
     Case("train-malformed-jsonl-line", "train", c_train_malformed_line),
     Case("train-missing-label", "train", c_train_missing_label),
     Case("train-missing-file", "train", c_train_missing_file),
@@ -447,13 +585,19 @@ CASES = [
 
 # ====================================================================================== round 2 (issue 15)
 def _nan_reward(tmp):
-    """A reward folder whose weights hold NaN (header intact): every reward is NaN."""
-    from safetensors.torch import load_file, save_file
+    """A reward folder whose weights hold NaN, saved by the suite (as a diverged training run would: the
+    weights digest is right): every reward is NaN."""
+    import torch
+
+    from bench.rewards.registry import load_reward_model, save_reward_model
 
     rm = make_reward_folder(tmp / "in" / "rad_nan")
-    w = load_file(str(rm / "model.safetensors"))
-    w = {k: v.fill_(float("nan")) for k, v in w.items()}
-    save_file(w, str(rm / "model.safetensors"), metadata={"parametrization": "rad"})
+    model = load_reward_model(rm)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.fill_(float("nan"))
+    save_reward_model(model, rm)
     return rm
 
 
@@ -471,8 +615,26 @@ def _prompts_with_id(tmp, raw_id: str) -> Path:
 def _prepare_train(tmp, src, dataset="jigsaw", *extra):
     out = tmp / "out" / "train.jsonl"
     held = tmp / "out" / "held.jsonl"
-    return (["prepare", "train", "--dataset", dataset, "--source", str(src), "--n-train", "1", "--n-heldout", "1",
-             "--out-train", str(out), "--out-heldout", str(held), *extra], [out, held, Path(f"{out}.meta.json")])
+    return (
+        [
+            "prepare",
+            "train",
+            "--dataset",
+            dataset,
+            "--source",
+            str(src),
+            "--n-train",
+            "1",
+            "--n-heldout",
+            "1",
+            "--out-train",
+            str(out),
+            "--out-heldout",
+            str(held),
+            *extra,
+        ],
+        [out, held, Path(f"{out}.meta.json")],
+    )
 
 
 def _ro_dir(tmp) -> Path:
@@ -505,8 +667,10 @@ def c_beta_nan(tmp):
 
 
 def c_prepare_nan_label(tmp):
-    src = _write(tmp / "in" / "prepared.jsonl", '{"text": "fine words", "labels": {"toxicity": 0.0}}\n'
-                                                 '{"text": "odd words", "labels": {"toxicity": NaN}}\n')
+    src = _write(
+        tmp / "in" / "prepared.jsonl",
+        '{"text": "fine words", "labels": {"toxicity": 0.0}}\n{"text": "odd words", "labels": {"toxicity": NaN}}\n',
+    )
     argv, outs = _prepare_train(tmp, src)
     return argv, outs, [str(src), "line 2", "finite"]
 
@@ -540,8 +704,10 @@ def c_prepare_civil_toxicity_negative(tmp):
 
 
 def c_prepare_prepared_label_out_of_range(tmp):
-    src = _write(tmp / "in" / "prepared.jsonl", '{"text": "a", "labels": {"toxicity": 0.0}}\n'
-                                                 '{"text": "b", "labels": {"toxicity": 1.5}}\n')
+    src = _write(
+        tmp / "in" / "prepared.jsonl",
+        '{"text": "a", "labels": {"toxicity": 0.0}}\n{"text": "b", "labels": {"toxicity": 1.5}}\n',
+    )
     argv, outs = _prepare_train(tmp, src)
     return argv, outs, [str(src), "line 2", "[0, 1]"]
 
@@ -562,11 +728,19 @@ def c_prepare_davidson_negative_count(tmp):
 
 
 def c_prepare_rtp_score_out_of_range(tmp):
-    src = _write(tmp / "in" / "rtp.jsonl", json.dumps({"prompt": {"text": "Hello", "toxicity": 0.1}}) + "\n"
-                 + json.dumps({"prompt": {"text": "There", "toxicity": 3.0}}) + "\n")
+    src = _write(
+        tmp / "in" / "rtp.jsonl",
+        json.dumps({"prompt": {"text": "Hello", "toxicity": 0.1}})
+        + "\n"
+        + json.dumps({"prompt": {"text": "There", "toxicity": 3.0}})
+        + "\n",
+    )
     out = tmp / "out" / "prompts.jsonl"
-    return (["prepare", "prompts", "--dataset", "rtp", "--source", str(src), "--out", str(out)], [out],
-            [str(src), "line 2", "toxicity", "[0, 1]"])
+    return (
+        ["prepare", "prompts", "--dataset", "rtp", "--source", str(src), "--out", str(out)],
+        [out],
+        [str(src), "line 2", "toxicity", "[0, 1]"],
+    )
 
 
 def c_train_label_out_of_range(tmp):
@@ -582,6 +756,7 @@ def _gen_flag(flag, value, words):
     def build(tmp):
         argv, outs = _gen(tmp, _ok_prompts(tmp), flag, value)
         return argv, outs, words
+
     return build
 
 
@@ -590,6 +765,7 @@ def _gen_id(raw, shown):
         p = _prompts_with_id(tmp, raw)
         argv, outs = _gen(tmp, p)
         return argv, outs, [str(p), "line 2", "'id'", shown]
+
     return build
 
 
@@ -606,16 +782,24 @@ def c_train_num_layers_zero(tmp):
 
 
 def c_train_checkpoint_every_negative(tmp):
-    argv, outs = _train(tmp, write_train_split(tmp / "in" / "t.jsonl", 6), write_train_split(tmp / "in" / "h.jsonl", 4),
-                        "--checkpoint-every", "-1")
+    argv, outs = _train(
+        tmp,
+        write_train_split(tmp / "in" / "t.jsonl", 6),
+        write_train_split(tmp / "in" / "h.jsonl", 4),
+        "--checkpoint-every",
+        "-1",
+    )
     return argv, outs, ["checkpoint", "-1"]
 
 
 def c_prepare_n_zero(tmp):
     src = _write(tmp / "in" / "rtp.jsonl", json.dumps({"prompt": {"text": "Hello", "toxicity": 0.1}}) + "\n")
     out = tmp / "out" / "prompts.jsonl"
-    return (["prepare", "prompts", "--dataset", "rtp", "--source", str(src), "--n", "0", "--out", str(out)], [out],
-            ["--n", "'0'", ">= 1"])
+    return (
+        ["prepare", "prompts", "--dataset", "rtp", "--source", str(src), "--n", "0", "--out", str(out)],
+        [out],
+        ["--n", "'0'", ">= 1"],
+    )
 
 
 def c_prepare_n_train_minus_one(tmp):
@@ -646,8 +830,9 @@ def c_reward_weights_shape_mismatch(tmp):
 
 
 def c_reward_backbone_changed(tmp):
-    rm = _edit_reward_config(make_reward_folder(tmp / "in" / "rad"),
-                             backbone="random:tiny-gpt2?n_layer=2&n_embd=32&n_head=2&seed=0")
+    rm = _edit_reward_config(
+        make_reward_folder(tmp / "in" / "rad"), backbone="random:tiny-gpt2?n_layer=2&n_embd=32&n_head=2&seed=0"
+    )
     argv, outs = _gen(tmp, _ok_prompts(tmp), "--reward", str(rm), "--beta", "1")
     return argv, outs, [str(rm / "model.safetensors"), "shape"]
 
@@ -746,6 +931,7 @@ def _check_config(text: str, words_of: Callable[[Path], list[str]]):
     def build(tmp):
         p = _write(tmp / "in" / "config.yaml", text)
         return ["check-config", str(p)], [], words_of(p)
+
     return build
 
 
@@ -812,15 +998,29 @@ ROUND2 = [
     Case("prepare-output-is-a-folder", "prepare", c_prepare_output_is_a_folder),
     Case("prepare-one-output-unwritable", "prepare", c_prepare_one_output_unwritable),
     # class 6: config files (YAML syntax through `bench check-config`; betas_by_method through Snakemake)
-    Case("config-yaml-unclosed-list", "check-config",
-         _check_config("name: x\ntasks:\n  toxicity: [a, b\n  foo: 1\n", lambda p: [str(p), "line 4", "column 6"])),
-    Case("config-yaml-tab-indent", "check-config",
-         _check_config("name: x\n\tseed: 1\n", lambda p: [str(p), "line 2", "column 1", "'\\t'"])),
-    Case("config-yaml-top-level-list", "check-config",
-         _check_config("- name: x\n", lambda p: [str(p), "mapping", "list"])),
+    Case(
+        "config-yaml-unclosed-list",
+        "check-config",
+        _check_config("name: x\ntasks:\n  toxicity: [a, b\n  foo: 1\n", lambda p: [str(p), "line 4", "column 6"]),
+    ),
+    Case(
+        "config-yaml-tab-indent",
+        "check-config",
+        _check_config("name: x\n\tseed: 1\n", lambda p: [str(p), "line 2", "column 1", "'\\t'"]),
+    ),
+    Case(
+        "config-yaml-top-level-list",
+        "check-config",
+        _check_config("- name: x\n", lambda p: [str(p), "mapping", "list"]),
+    ),
     Case("config-yaml-not-utf8", "check-config", _check_config(b"name: \xff\xfe\n", lambda p: [str(p), "UTF-8"])),
-    Case("config-unknown-key-check", "check-config", _check_config(
-        (REPO / "config" / "test.yaml").read_text() + "\nbogus_key: 1\n", lambda p: [str(p), "bogus_key"])),
+    Case(
+        "config-unknown-key-check",
+        "check-config",
+        _check_config(
+            (REPO / "config" / "test.yaml").read_text() + "\nbogus_key: 1\n", lambda p: [str(p), "bogus_key"]
+        ),
+    ),
     Case("config-betas-by-unknown-method", "snakemake", c_config_betas_by_unknown_method, run="snakemake"),
     Case("config-betas-by-method-empty", "snakemake", c_config_betas_by_method_empty, run="snakemake"),
 ]
@@ -849,8 +1049,7 @@ def _run_subprocess(case, argv) -> tuple[int, str]:
         cmd, env = argv, bench_env(case.env)
     else:
         cmd, env = bench_cmd(*argv), bench_env(case.env)
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-                         preexec_fn=case.preexec)
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, preexec_fn=case.preexec)
     text = res.stdout + res.stderr
     if case.run != "snakemake":
         assert "Traceback" not in text, f"a traceback instead of a clear error:\n{text[-3000:]}"
@@ -877,8 +1076,12 @@ def test_bad_input(case: Case, tmp_path, caplog, capsys, monkeypatch):
     assert not done_work, f"the command did work ({done_work}) before refusing its outputs:\n{text[-2000:]}"
     for out in outputs:
         assert not out.exists(), f"{out} was left behind by a failed run"
-    leftovers = [p for p in temp_leftovers(tmp_path) if p not in inputs_before
-                 and not (case.allow_resume_state and ".partial." in p.name and not p.name.endswith(".tmp"))]
+    leftovers = [
+        p
+        for p in temp_leftovers(tmp_path)
+        if p not in inputs_before
+        and not (case.allow_resume_state and ".partial." in p.name and not p.name.endswith(".tmp"))
+    ]
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
@@ -937,10 +1140,13 @@ def test_perspective_nan_reaches_summary_as_nan_count_not_zero(tmp_path, monkeyp
         def _score(self, texts):
             return [float("nan") if "fail" in t else 0.9 for t in texts]
 
-    recs = [{"id": "a", "prompt": "p", "continuations": [" fail", " fail"]},
-            {"id": "b", "prompt": "p", "continuations": [" ok", " fail"]}]
-    rows, summary = score_generations(recs, {"task": "detox", "method": "plain"}, ["toxicity"], toxicity=HalfFailing(),
-                                      n_boot=10)
+    recs = [
+        {"id": "a", "prompt": "p", "continuations": [" fail", " fail"]},
+        {"id": "b", "prompt": "p", "continuations": [" ok", " fail"]},
+    ]
+    rows, summary = score_generations(
+        recs, {"task": "detox", "method": "plain"}, ["toxicity"], toxicity=HalfFailing(), n_boot=10
+    )
     assert [r["toxicity"] for r in rows] == [None, None, 0.9, None]
     assert summary["n_nan"] == 3
     # prompt a has no valid score: it must not count as max toxicity 0 (which would lower the average)

@@ -33,14 +33,16 @@ def test_value_inside_and_outside_the_reference_ci(tmp_path):
     ref = pd.read_csv(REF)
     i = int(ref.index[(ref["method"] == "rad") & (ref["beta"] == 10)][0])
     lo, hi, v = ref.loc[i, ["avg_max_toxicity_lo", "avg_max_toxicity_hi", "avg_max_toxicity"]]
-    inside = _copy(tmp_path, lambda df: df.assign(avg_max_toxicity=df["avg_max_toxicity"].where(
-        df.index != i, (v + hi) / 2)))
+    inside = _copy(
+        tmp_path, lambda df: df.assign(avg_max_toxicity=df["avg_max_toxicity"].where(df.index != i, (v + hi) / 2))
+    )
     report = compare_tables(read_table(REF), read_table(inside))
     assert report["verdict"].tolist() == ["within_ci"] and not failed(report)
     assert report.loc[0, "method"] == "rad" and report.loc[0, "beta"] == 10
     assert report.loc[0, "difference"] == pytest.approx((hi - v) / 2)
-    outside = _copy(tmp_path, lambda df: df.assign(avg_max_toxicity=df["avg_max_toxicity"].where(
-        df.index != i, hi + 0.01)))
+    outside = _copy(
+        tmp_path, lambda df: df.assign(avg_max_toxicity=df["avg_max_toxicity"].where(df.index != i, hi + 0.01))
+    )
     report = compare_tables(read_table(REF), read_table(outside))
     assert report["verdict"].tolist() == ["outside_ci"] and failed(report)
     dist = _copy(tmp_path, lambda df: df.assign(dist1=df["dist1"] + 1e-9))  # no CI: reported, not failed

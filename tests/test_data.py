@@ -33,12 +33,21 @@ def _write(path: Path, text: str | bytes) -> Path:
 
 
 def _rtp_line(text: str, tox: float | None, **extra) -> str:
-    return json.dumps({"filename": "f.txt", "begin": 0, "end": 1, "challenging": False,
-                       "prompt": {"text": text, "toxicity": tox, "insult": 0.1},
-                       "continuation": {"text": " c", "toxicity": 0.9}, **extra})
+    return json.dumps(
+        {
+            "filename": "f.txt",
+            "begin": 0,
+            "end": 1,
+            "challenging": False,
+            "prompt": {"text": text, "toxicity": tox, "insult": 0.1},
+            "continuation": {"text": " c", "toxicity": 0.9},
+            **extra,
+        }
+    )
 
 
 # ---------------------------------------------------------------- loaders on the real mirror
+
 
 def test_sst2_mirror(data_root):
     train = load_sst2("sst2", "train")
@@ -68,7 +77,10 @@ def test_rtp_mirror_keeps_perspective_scores(data_root):
 
 
 def test_rtp_filter_threshold_on_mirror(data_root):
-    raw = [json.loads(line) for line in gzip.open(data_root / "rtp/decodingtrust_nontoxic.jsonl.gz", "rt", encoding="utf-8")]
+    raw = [
+        json.loads(line)
+        for line in gzip.open(data_root / "rtp/decodingtrust_nontoxic.jsonl.gz", "rt", encoding="utf-8")
+    ]
     expected = sum(r["prompt"]["toxicity"] < 0.2 for r in raw)
     recs = load_rtp("rtp/decodingtrust_nontoxic.jsonl", max_toxicity=0.2)
     assert 0 < len(recs) == expected < 1200
@@ -76,9 +88,19 @@ def test_rtp_filter_threshold_on_mirror(data_root):
 
 
 def test_rtp_filter_below_half(tmp_path):
-    f = _write(tmp_path / "rtp.jsonl", "\n".join([
-        _rtp_line("a", 0.2), _rtp_line("b", 0.5), _rtp_line("c", 0.7), _rtp_line("d", None), _rtp_line("e", 0.4999),
-    ]) + "\n")
+    f = _write(
+        tmp_path / "rtp.jsonl",
+        "\n".join(
+            [
+                _rtp_line("a", 0.2),
+                _rtp_line("b", 0.5),
+                _rtp_line("c", 0.7),
+                _rtp_line("d", None),
+                _rtp_line("e", 0.4999),
+            ]
+        )
+        + "\n",
+    )
     recs = load_rtp(str(f))
     assert [r["prompt"] for r in recs] == ["a", "e"]
     assert [r["id"] for r in recs] == ["rtp-000000", "rtp-000004"]
@@ -121,25 +143,40 @@ def test_toxicity_loaders_mirror(data_root):
 
 
 def test_civil_comments_csv_flavour(tmp_path):
-    f = _write(tmp_path / "ub.csv", "id,target,comment_text,severe_toxicity,obscene,identity_attack,insult,threat,"
-               "sexual_explicit\n1,0.8,you idiot,0.1,0.2,0.0,0.7,0.0,0.0\n2,0.0,\"nice, thanks\",0,0,0,0,0,0\n")
+    f = _write(
+        tmp_path / "ub.csv",
+        "id,target,comment_text,severe_toxicity,obscene,identity_attack,insult,threat,"
+        'sexual_explicit\n1,0.8,you idiot,0.1,0.2,0.0,0.7,0.0,0.0\n2,0.0,"nice, thanks",0,0,0,0,0,0\n',
+    )
     recs = load_toxicity(str(f), "civil-comments")
     assert recs.info.extra["flavour"] == "civil"
-    assert recs[0] == {"text": "you idiot", "labels": {"toxicity": 0.8, "severe_toxicity": 0.1, "obscene": 0.2,
-                                                       "threat": 0.0, "insult": 0.7, "identity_attack": 0.0,
-                                                       "sexual_explicit": 0.0}}
+    assert recs[0] == {
+        "text": "you idiot",
+        "labels": {
+            "toxicity": 0.8,
+            "severe_toxicity": 0.1,
+            "obscene": 0.2,
+            "threat": 0.0,
+            "insult": 0.7,
+            "identity_attack": 0.0,
+            "sexual_explicit": 0.0,
+        },
+    }
     assert recs[1]["text"] == "nice, thanks"
 
 
 def test_amazon_polarity_local_csv(tmp_path):
     f = _write(tmp_path / "amazon.csv", '2,"Great","Loved it"\n1,"Bad.","Broke on day one"\n1,"",""\n')
     recs = load_amazon_polarity(str(f))
-    assert list(recs) == [{"text": "Great. Loved it", "labels": {"positive": 1.0}},
-                          {"text": "Bad. Broke on day one", "labels": {"positive": 0.0}}]
+    assert list(recs) == [
+        {"text": "Great. Loved it", "labels": {"positive": 1.0}},
+        {"text": "Bad. Broke on day one", "labels": {"positive": 0.0}},
+    ]
     assert recs.info.skipped == {"empty_text": 1}
 
 
 # ---------------------------------------------------------------- source resolution and the hub
+
 
 def test_resolve_source_local_and_hub(data_root):
     assert resolve_source("sst2/dev.tsv").value == str((data_root / "sst2/dev.tsv.gz").resolve())
@@ -162,8 +199,8 @@ def test_resolution_order_shipped_then_env_then_cwd(data_root, tmp_path, monkeyp
     assert search_roots() == [data_root, env_dir, cwd]
     assert search_roots(tmp_path / "x")[0] == tmp_path / "x"
     assert resolve_source("sst2/dev.tsv").value == str(data_root / "sst2" / "dev.tsv.gz")  # shipped wins
-    assert resolve_source("only_here.tsv").value == str(env_dir / "only_here.tsv")         # then the env folder
-    assert resolve_source("only_cwd.tsv").value == str(cwd / "only_cwd.tsv")               # then the cwd
+    assert resolve_source("only_here.tsv").value == str(env_dir / "only_here.tsv")  # then the env folder
+    assert resolve_source("only_cwd.tsv").value == str(cwd / "only_cwd.tsv")  # then the cwd
     assert resolve_source("only_here.tsv", extra_root=cwd).value == str(cwd / "only_here.tsv")  # config data_dir first
     monkeypatch.delenv("BENCH_DATA_DIR")
     assert resolve_source("only_here.tsv").value == str(cwd / "only_here.tsv")
@@ -177,7 +214,9 @@ def test_gzip_is_transparent_and_corruption_is_named(data_root, tmp_path):
     assert list(load_sst2(str(plain), "dev")) == list(load_sst2("sst2", "dev"))
     rtp_plain = tmp_path / "rtp.jsonl"
     rtp_plain.write_bytes(gzip.decompress((data_root / "rtp" / "decodingtrust_nontoxic.jsonl.gz").read_bytes()))
-    assert [r["prompt"] for r in load_rtp(str(rtp_plain))] == [r["prompt"] for r in load_rtp("rtp/decodingtrust_nontoxic.jsonl")]
+    assert [r["prompt"] for r in load_rtp(str(rtp_plain))] == [
+        r["prompt"] for r in load_rtp("rtp/decodingtrust_nontoxic.jsonl")
+    ]
     truncated = tmp_path / "cut.jsonl.gz"
     truncated.write_bytes((data_root / "rtp" / "decodingtrust_nontoxic.jsonl.gz").read_bytes()[:5000])
     with pytest.raises(DataError, match=r"cut\.jsonl\.gz: line \d+: corrupt or truncated gzip"):
@@ -190,8 +229,10 @@ def test_shipped_files_match_their_provenance_table(data_root):
     import re
 
     table = (data_root / "README.md").read_text(encoding="utf-8")
-    rows = {m.group(1): (m.group(2), int(m.group(3).replace(",", "")))
-            for m in re.finditer(r"^\| `([^`]+\.gz)` \|.*\| ([0-9a-f]{64}) \| ([\d,]+) \|", table, re.M)}
+    rows = {
+        m.group(1): (m.group(2), int(m.group(3).replace(",", "")))
+        for m in re.finditer(r"^\| `([^`]+\.gz)` \|.*\| ([0-9a-f]{64}) \| ([\d,]+) \|", table, re.M)
+    }
     shipped = sorted(p.relative_to(data_root).as_posix() for p in data_root.rglob("*.gz"))
     assert shipped and sorted(rows) == shipped
     total = 0
@@ -206,9 +247,26 @@ def test_shipped_files_match_their_provenance_table(data_root):
 def test_unknown_hub_id_offline_is_clear(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "prepare", "prompts", "--dataset", "rtp", "--source",
-         "bench-test/no-such-dataset", "--n", "5", "--out", str(tmp_path / "p.jsonl")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "prepare",
+            "prompts",
+            "--dataset",
+            "rtp",
+            "--source",
+            "bench-test/no-such-dataset",
+            "--n",
+            "5",
+            "--out",
+            str(tmp_path / "p.jsonl"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "bench-test/no-such-dataset" in proc.stderr and "hub could not be reached" in proc.stderr
@@ -218,6 +276,7 @@ def test_unknown_hub_id_offline_is_clear(tmp_path):
 
 
 # ---------------------------------------------------------------- seeded splits
+
 
 def test_sample_records_deterministic():
     recs = [{"i": i} for i in range(100)]
@@ -260,6 +319,7 @@ def test_dedupe_texts():
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def test_missing_file_named(tmp_path):
     missing = tmp_path / "nope.jsonl"
@@ -324,8 +384,10 @@ def test_non_utf8_text(tmp_path):
 
 
 def test_empty_prompts_counted_and_empty_file(tmp_path):
-    f = _write(tmp_path / "negative_prompts.jsonl",
-               '{"prompt": {"text": "one"}}\n{"prompt": {"text": "   "}}\n{"prompt": {"text": "three"}}\n')
+    f = _write(
+        tmp_path / "negative_prompts.jsonl",
+        '{"prompt": {"text": "one"}}\n{"prompt": {"text": "   "}}\n{"prompt": {"text": "three"}}\n',
+    )
     recs = load_sentiment_prompts(str(f))
     assert [r["id"] for r in recs] == ["negative-00000", "negative-00002"]
     assert recs.info.skipped == {"empty_prompt": 1} and recs.info.read == 3 and recs.info.kept == 2
@@ -343,6 +405,7 @@ def test_empty_prompts_counted_and_empty_file(tmp_path):
 
 # ---------------------------------------------------------------- the command, end to end
 
+
 def _prepare_in_process(argv: list[str]) -> int:
     """The same parser and run() the CLI uses, without a second interpreter start-up."""
     import argparse
@@ -355,12 +418,29 @@ def _prepare_in_process(argv: list[str]) -> int:
 
 
 def test_prepare_cli_end_to_end(data_root, tmp_path, capsys):
-    args = ["train", "--dataset", "kaggle-jigsaw", "--source", "jigsaw/kurita_jigsaw_train_267.csv",
-            "--source", "jigsaw/kurita_jigsaw_valid_25.csv", "--n-train", "20", "--n-heldout", "10",
-            "--seed", "5", "--balance", "--out-train", str(tmp_path / "tr.jsonl"),
-            "--out-heldout", str(tmp_path / "ho.jsonl")]
-    proc = subprocess.run([sys.executable, "-m", "bench", "prepare", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    args = [
+        "train",
+        "--dataset",
+        "kaggle-jigsaw",
+        "--source",
+        "jigsaw/kurita_jigsaw_train_267.csv",
+        "--source",
+        "jigsaw/kurita_jigsaw_valid_25.csv",
+        "--n-train",
+        "20",
+        "--n-heldout",
+        "10",
+        "--seed",
+        "5",
+        "--balance",
+        "--out-train",
+        str(tmp_path / "tr.jsonl"),
+        "--out-heldout",
+        str(tmp_path / "ho.jsonl"),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "prepare", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("train=20 heldout=10 source=")
     first = (tmp_path / "tr.jsonl").read_bytes()
@@ -375,14 +455,33 @@ def test_prepare_cli_end_to_end(data_root, tmp_path, capsys):
     side = json.loads((tmp_path / "tr.jsonl.source.json").read_text())
     assert [s["source"] for s in side["sources"]] == [
         str((data_root / "jigsaw/kurita_jigsaw_train_267.csv.gz").resolve()),
-        str((data_root / "jigsaw/kurita_jigsaw_valid_25.csv.gz").resolve())]
+        str((data_root / "jigsaw/kurita_jigsaw_valid_25.csv.gz").resolve()),
+    ]
     assert [s["read"] for s in side["sources"]] == [267, 25] and side["seed"] == 5
     assert side["written"] == 20 and side["class_counts"] == {"toxicity>=0.5": 10, "toxicity<0.5": 10}
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
 
     out = tmp_path / "p.jsonl"
-    assert _prepare_in_process(["prompts", "--dataset", "sentiment", "--source", "sentiment_prompts-10k",
-                                "--sentiment", "positive", "--n", "7", "--seed", "1", "--out", str(out)]) == 0
+    assert (
+        _prepare_in_process(
+            [
+                "prompts",
+                "--dataset",
+                "sentiment",
+                "--source",
+                "sentiment_prompts-10k",
+                "--sentiment",
+                "positive",
+                "--n",
+                "7",
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "prompts=7" in capsys.readouterr().out
     prompts = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(prompts) == 7 and all(p["sentiment"] == "positive" for p in prompts)
@@ -402,16 +501,25 @@ def test_hub_rows_converted(monkeypatch):
     import bench.data.sst2 as sst2
     import bench.data.toxicity as tox
 
-    civil = datasets.Dataset.from_dict({
-        "text": ["you idiot", "", "thanks"], "toxicity": [0.8, 0.1, 0.0], "severe_toxicity": [0.1, 0.0, 0.0],
-        "obscene": [0.2, 0.0, 0.0], "threat": [0.0] * 3, "insult": [0.7, 0.0, 0.0],
-        "identity_attack": [0.0] * 3, "sexual_explicit": [0.0] * 3})
+    civil = datasets.Dataset.from_dict(
+        {
+            "text": ["you idiot", "", "thanks"],
+            "toxicity": [0.8, 0.1, 0.0],
+            "severe_toxicity": [0.1, 0.0, 0.0],
+            "obscene": [0.2, 0.0, 0.0],
+            "threat": [0.0] * 3,
+            "insult": [0.7, 0.0, 0.0],
+            "identity_attack": [0.0] * 3,
+            "sexual_explicit": [0.0] * 3,
+        }
+    )
     calls = []
 
     def fake(ds):
         def load(hub_id, split, **kw):
             calls.append((hub_id, split))
             return ds
+
         return load
 
     monkeypatch.setattr(tox, "load_hub", fake(civil))
@@ -420,16 +528,28 @@ def test_hub_rows_converted(monkeypatch):
     assert [r["text"] for r in recs] == ["you idiot", "thanks"] and recs.info.skipped == {"empty_text": 1}
     assert recs[0]["labels"]["insult"] == pytest.approx(0.7) and len(recs[0]["labels"]) == 7
 
-    monkeypatch.setattr(sst2, "load_hub", fake(datasets.Dataset.from_dict(
-        {"idx": [0, 1, 2], "sentence": ["good film ", "bad", "hidden"], "label": [1, 0, -1]})))
+    monkeypatch.setattr(
+        sst2,
+        "load_hub",
+        fake(
+            datasets.Dataset.from_dict(
+                {"idx": [0, 1, 2], "sentence": ["good film ", "bad", "hidden"], "label": [1, 0, -1]}
+            )
+        ),
+    )
     recs = load_sst2("stanfordnlp/sst2", "test")
     assert list(recs) == [{"text": "good film", "label": 1}, {"text": "bad", "label": 0}]
     assert recs.info.skipped == {"unlabeled": 1} and recs.info.source == "stanfordnlp/sst2"
 
-    monkeypatch.setattr(amazon, "load_hub", fake(datasets.Dataset.from_dict(
-        {"label": [1, 0], "title": ["Nice", ""], "content": ["works", "broke"]})))
+    monkeypatch.setattr(
+        amazon,
+        "load_hub",
+        fake(datasets.Dataset.from_dict({"label": [1, 0], "title": ["Nice", ""], "content": ["works", "broke"]})),
+    )
     assert list(load_amazon_polarity("fancyzhx/amazon_polarity")) == [
-        {"text": "Nice. works", "labels": {"positive": 1.0}}, {"text": "broke", "labels": {"positive": 0.0}}]
+        {"text": "Nice. works", "labels": {"positive": 1.0}},
+        {"text": "broke", "labels": {"positive": 0.0}},
+    ]
 
     rows = [json.loads(_rtp_line(t, x)) for t, x in [("a", 0.1), ("b", 0.9), ("c", 0.3)]]
     monkeypatch.setattr(rtp, "load_hub", fake(datasets.Dataset.from_list(rows)))

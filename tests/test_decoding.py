@@ -45,14 +45,15 @@ def test_processor_exact_values(rad):
     enc = tok(["Hello there my friend", "Yo"], return_tensors="pt", padding=True)
     scores = torch.randn(2, rad.vocab_size, generator=torch.Generator().manual_seed(0))
     for direction in ("away", "toward"):
-        proc = TopKRewardLogitsProcessor(rad, top_k=3, beta=2.5, direction=direction, attribute="positive",
-                                         attention_mask=enc.attention_mask)
+        proc = TopKRewardLogitsProcessor(
+            rad, top_k=3, beta=2.5, direction=direction, attribute="positive", attention_mask=enc.attention_mask
+        )
         out = proc(enc.input_ids, scores.clone())
         vals, idx = scores.topk(3)
         for b in range(2):
             for j in range(3):
-                x = torch.cat([enc.input_ids[b:b + 1], idx[b:b + 1, j:j + 1]], 1)
-                m = torch.cat([enc.attention_mask[b:b + 1], torch.ones(1, 1, dtype=torch.long)], 1)
+                x = torch.cat([enc.input_ids[b : b + 1], idx[b : b + 1, j : j + 1]], 1)
+                m = torch.cat([enc.attention_mask[b : b + 1], torch.ones(1, 1, dtype=torch.long)], 1)
                 with torch.no_grad():
                     r = rad(x, m)[0, -1, 1].clamp(0, 1).item()
                 want = vals[b, j].item() + 2.5 * (r if direction == "toward" else 1 - r)
@@ -132,17 +133,21 @@ def test_beta_zero_equals_plain_and_samples_stay_in_topk(base, rad):
     model, tok = base
     enc = tok(prompts, return_tensors="pt", padding=True)
     proc = TopKRewardLogitsProcessor(rad, top_k=3, beta=50.0, attention_mask=enc.attention_mask)
-    out = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
-                         generation_config=sampling_config(tok, 1, 5),
-                         logits_processor=LogitsProcessorList([proc, RowSeededSampler([11, 12])]))
+    out = model.generate(
+        input_ids=enc.input_ids,
+        attention_mask=enc.attention_mask,
+        generation_config=sampling_config(tok, 1, 5),
+        logits_processor=LogitsProcessorList([proc, RowSeededSampler([11, 12])]),
+    )
     n0 = enc.input_ids.shape[1]
     for step in range(out.shape[1] - n0):  # every sampled token is among the base LM's top-3 at its step
         mask = torch.cat([enc.attention_mask, torch.ones(2, step, dtype=torch.long)], 1)
         from bench.rewards.base import position_ids_from_mask
+
         with torch.no_grad():
-            logits = model(out[:, :n0 + step], attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+            logits = model(out[:, : n0 + step], attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
         top = logits[:, -1].topk(3).indices
-        assert (top == out[:, n0 + step:n0 + step + 1]).any(-1).all()
+        assert (top == out[:, n0 + step : n0 + step + 1]).any(-1).all()
 
 
 def test_padding_invariant_samples(base, rad):
@@ -160,16 +165,21 @@ def test_processor_resets_on_new_generate_call(base, rad):
     def run(proc, texts, seeds):
         enc = tok(texts, return_tensors="pt", padding=True)
         proc.set_attention_mask(enc.attention_mask)
-        out = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, generation_config=cfg,
-                             logits_processor=LogitsProcessorList([proc, RowSeededSampler(seeds)]))
+        out = model.generate(
+            input_ids=enc.input_ids,
+            attention_mask=enc.attention_mask,
+            generation_config=cfg,
+            logits_processor=LogitsProcessorList([proc, RowSeededSampler(seeds)]),
+        )
         return out.tolist()
 
     reused = TopKRewardLogitsProcessor(rad, top_k=5, beta=5.0)
     run(reused, ["first batch of text", "two"], [1, 2])
     second = run(reused, ["another batch", "entirely new prompts here"], [3, 4])
     again = run(reused, ["another batch", "entirely new prompts here"], [3, 4])  # same prompts: must reset too
-    fresh = run(TopKRewardLogitsProcessor(rad, top_k=5, beta=5.0), ["another batch", "entirely new prompts here"],
-                [3, 4])
+    fresh = run(
+        TopKRewardLogitsProcessor(rad, top_k=5, beta=5.0), ["another batch", "entirely new prompts here"], [3, 4]
+    )
     assert second == fresh == again
     assert reused.state.resets >= 1  # (PrefixCache.reset() zeroes its own counter, so it never exceeds 1)
 
@@ -198,8 +208,17 @@ def test_vocab_mismatch_refused(base):
 def _write_prompts(path, n):
     with open(path, "w") as fh:
         for i in range(n):
-            fh.write(json.dumps({"id": f"p{i}", "prompt": f"Prompt number {i} says" + " more" * (i % 3),
-                                 "source": "test", "sentiment": "neutral"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"p{i}",
+                        "prompt": f"Prompt number {i} says" + " more" * (i % 3),
+                        "source": "test",
+                        "sentiment": "neutral",
+                    }
+                )
+                + "\n"
+            )
 
 
 def test_cli_generate_and_resume(tmp_path, rad):
@@ -207,9 +226,31 @@ def test_cli_generate_and_resume(tmp_path, rad):
 
     rad.save_pretrained(tmp_path / "rm")
     _write_prompts(tmp_path / "prompts.jsonl", 5)
-    common = ["generate", "--base", TINY_GPT2, "--reward", str(tmp_path / "rm"), "--prompts",
-              str(tmp_path / "prompts.jsonl"), "--beta", "3", "--top-k", "4", "--num-samples", "2",
-              "--max-new-tokens", "4", "--batch-size", "2", "--seed", "5", "--device", "cpu", "--task", "detox"]
+    common = [
+        "generate",
+        "--base",
+        TINY_GPT2,
+        "--reward",
+        str(tmp_path / "rm"),
+        "--prompts",
+        str(tmp_path / "prompts.jsonl"),
+        "--beta",
+        "3",
+        "--top-k",
+        "4",
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "2",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--task",
+        "detox",
+    ]
     assert main(common + ["--out", str(tmp_path / "full.jsonl")]) == 0
     full = (tmp_path / "full.jsonl").read_text()
     recs = [json.loads(line) for line in full.splitlines()]
@@ -222,14 +263,39 @@ def test_cli_generate_and_resume(tmp_path, rad):
     # simulate a killed run: settings file + the first 3 prompts done + a torn line
     out = tmp_path / "resumed.jsonl"
     partial = tmp_path / "resumed.jsonl.partial.jsonl"
-    settings = {k: meta[k] for k in ("method", "reward_model", "beta", "top_k", "direction", "attribute",
-                                     "num_samples", "max_new_tokens", "seed", "base", "task", "prompts",
-                                     "max_prompts", "dtype", "reward_digest", "base_digest")}
+    settings = {
+        k: meta[k]
+        for k in (
+            "method",
+            "reward_model",
+            "beta",
+            "top_k",
+            "direction",
+            "attribute",
+            "num_samples",
+            "max_new_tokens",
+            "seed",
+            "base",
+            "task",
+            "prompts",
+            "max_prompts",
+            "dtype",
+            "reward_digest",
+            "base_digest",
+        )
+    }
     (tmp_path / "resumed.jsonl.partial.jsonl.meta.json").write_text(json.dumps(settings))
     from bench.commands.generate import prompt_digest
 
-    done = [{"id": r["id"], "prompt": r["prompt"], "continuations": r["continuations"],
-             "prompt_sha256": prompt_digest(r["prompt"])} for r in recs[:3]]
+    done = [
+        {
+            "id": r["id"],
+            "prompt": r["prompt"],
+            "continuations": r["continuations"],
+            "prompt_sha256": prompt_digest(r["prompt"]),
+        }
+        for r in recs[:3]
+    ]
     partial.write_text("".join(json.dumps(d) + "\n" for d in done) + '{"id": "p3", "pro')
     assert main(common + ["--out", str(out)]) == 0
     assert out.read_text() == full
@@ -240,8 +306,26 @@ def test_cli_plain_without_reward(tmp_path):
     from bench.cli import main
 
     _write_prompts(tmp_path / "prompts.jsonl", 2)
-    assert main(["generate", "--base", TINY_GPT2, "--prompts", str(tmp_path / "prompts.jsonl"), "--out",
-                 str(tmp_path / "g.jsonl"), "--num-samples", "1", "--max-new-tokens", "3", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--base",
+                TINY_GPT2,
+                "--prompts",
+                str(tmp_path / "prompts.jsonl"),
+                "--out",
+                str(tmp_path / "g.jsonl"),
+                "--num-samples",
+                "1",
+                "--max-new-tokens",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "g.jsonl.meta.json").read_text())["method"] == "plain"
 
 
@@ -254,6 +338,7 @@ def test_padding_invariant_samples_smollm2_truncated():
     with torch.no_grad():
         rm.head.weight.normal_(std=0.5)
     alone = gen(base, ["Hello"], rm, beta=5.0, keys=["x"], max_new_tokens=4)
-    inside = gen(base, ["Once upon a time, in a faraway land,", "Hello"], rm, beta=5.0, keys=["y", "x"],
-                 max_new_tokens=4)
+    inside = gen(
+        base, ["Once upon a time, in a faraway land,", "Hello"], rm, beta=5.0, keys=["y", "x"], max_new_tokens=4
+    )
     assert alone[0] == inside[1]

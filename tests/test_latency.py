@@ -17,8 +17,18 @@ QUICK = dict(min_run_time=0.01, max_run_time=0.05, retries=0)
 
 
 def _cfg(**kw):
-    base = dict(base=TINY_GPT2, reward=TINY_GPT2, reward_layers=None, top_k=[3, 5], batch_sizes=[B],
-                new_tokens=[T], prompt_len=PROMPT_LEN, mlp_rank=4, device="cpu", **QUICK)
+    base = dict(
+        base=TINY_GPT2,
+        reward=TINY_GPT2,
+        reward_layers=None,
+        top_k=[3, 5],
+        batch_sizes=[B],
+        new_tokens=[T],
+        prompt_len=PROMPT_LEN,
+        mlp_rank=4,
+        device="cpu",
+        **QUICK,
+    )
     base.update(kw)
     return lat.LatencyConfig(**base)
 
@@ -143,14 +153,30 @@ def test_loaded_machine_with_tight_spread_is_unstable():
 
 
 def _synthetic(method, k, ratio, reward_ms, reasons=""):
-    return {"method": method, "batch_size": 1, "new_tokens": 4, "top_k": k, "ratio_to_plain": ratio,
-            "limit_measured": 1.05, "limit_flops": 1.04, "reward_ms": reward_ms, "stable": not reasons,
-            "unstable_reasons": reasons, "load1": 0.5, "others_cpu": 0.0, "cpus": 2}
+    return {
+        "method": method,
+        "batch_size": 1,
+        "new_tokens": 4,
+        "top_k": k,
+        "ratio_to_plain": ratio,
+        "limit_measured": 1.05,
+        "limit_flops": 1.04,
+        "reward_ms": reward_ms,
+        "stable": not reasons,
+        "unstable_reasons": reasons,
+        "load1": 0.5,
+        "others_cpu": 0.0,
+        "cpus": 2,
+    }
 
 
 def test_report_prints_unstable_instead_of_ok_or_miss():
-    rows = [_synthetic("rad", 20, 3.0, 10.0), _synthetic("rad-loop", 20, 20.0, 80.0),
-            _synthetic("arm", 20, 1.02, 1.0), _synthetic("arm-mlp", 20, 1.02, 1.0, "plain drift +0.30 > 0.1")]
+    rows = [
+        _synthetic("rad", 20, 3.0, 10.0),
+        _synthetic("rad-loop", 20, 20.0, 80.0),
+        _synthetic("arm", 20, 1.02, 1.0),
+        _synthetic("arm-mlp", 20, 1.02, 1.0, "plain drift +0.30 > 0.1"),
+    ]
     lines = lat.ratio_report(rows)
     (arm,) = [x for x in lines if x.startswith("arm ")]
     (mlp,) = [x for x in lines if x.startswith("arm-mlp")]
@@ -177,15 +203,50 @@ def test_latency_command_writes_table_and_figure(tmp_path, capsys):
     from bench.cli import main
 
     out = tmp_path / "t"
-    rc = main(["latency", "--base", TINY_GPT2, "--reward", TINY_GPT2, "--reward-layers", "1", "--methods",
-               "plain,rad,arm", "--top-k", "2,4", "--batch-sizes", "1", "--new-tokens", "2", "--prompt-len", "4",
-               "--min-run-time", "0.01", "--max-run-time", "0.05", "--retries", "0", "--device", "cpu",
-               "--out-csv", str(out / "latency.csv"), "--out-md", str(out / "latency.md"),
-               "--figure", str(out / "latency.png")])
+    rc = main(
+        [
+            "latency",
+            "--base",
+            TINY_GPT2,
+            "--reward",
+            TINY_GPT2,
+            "--reward-layers",
+            "1",
+            "--methods",
+            "plain,rad,arm",
+            "--top-k",
+            "2,4",
+            "--batch-sizes",
+            "1",
+            "--new-tokens",
+            "2",
+            "--prompt-len",
+            "4",
+            "--min-run-time",
+            "0.01",
+            "--max-run-time",
+            "0.05",
+            "--retries",
+            "0",
+            "--device",
+            "cpu",
+            "--out-csv",
+            str(out / "latency.csv"),
+            "--out-md",
+            str(out / "latency.md"),
+            "--figure",
+            str(out / "latency.png"),
+        ]
+    )
     assert rc == 0
     rows = list(csv.DictReader(open(out / "latency.csv")))
-    assert [(r["method"], r["top_k"]) for r in rows] == [("plain", "0"), ("rad", "2"), ("rad", "4"), ("arm", "2"),
-                                                         ("arm", "4")]
+    assert [(r["method"], r["top_k"]) for r in rows] == [
+        ("plain", "0"),
+        ("rad", "2"),
+        ("rad", "4"),
+        ("arm", "2"),
+        ("arm", "4"),
+    ]
     assert rows[1]["reward_calls_per_token"] == "2" and rows[3]["reward_calls_per_token"] == "1"
     assert {"stable", "unstable_reasons", "others_cpu", "load1", "cpus", "plain_drift"} <= set(rows[0])
     md = (out / "latency.md").read_text()

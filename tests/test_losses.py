@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from bench.errors import ConfigError
-from bench.training.losses import (cumulative_bce, cumulative_mse, distill_mse, get_loss, last_token_mse,
-                                   prefix_weights)
+from bench.training.losses import cumulative_bce, cumulative_mse, distill_mse, get_loss, last_token_mse, prefix_weights
 
 # Text A: BOS + 3 tokens (L=3), label 1. Text B: BOS + 1 token (L=1), label 0, right-padded to 4
 # with garbage rewards in the padding that must not count.

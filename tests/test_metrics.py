@@ -103,9 +103,13 @@ def _direct_ppl(model, tok, prompt, cont):
     return math.exp(float(sum(nll) / len(nll)))
 
 
-PAIRS = [("Hello there, my friend", " how are you doing today?"), ("A", " b"),
-         ("The quick brown fox jumps over", " the lazy dog and runs away into the forest."), ("", " Starts here"),
-         ("Nothing follows", "")]
+PAIRS = [
+    ("Hello there, my friend", " how are you doing today?"),
+    ("A", " b"),
+    ("The quick brown fox jumps over", " the lazy dog and runs away into the forest."),
+    ("", " Starts here"),
+    ("Nothing follows", ""),
+]
 
 
 @pytest.mark.parametrize("spec", ["tiny", "smollm2-1layer"])
@@ -137,16 +141,21 @@ def test_a_texts_ppl_does_not_depend_on_its_batch_mates(spec, tiny_spec):
     tok = load_tokenizer(name)
     words = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "quickly", "slowly", "and", "then"]
     rng = random.Random(0)
-    texts = [(" ".join(rng.choices(words, k=rng.randint(1, 30))), " " + " ".join(rng.choices(words, k=rng.randint(1, 25))))
-             for _ in range(40)]
-    alone = [PerplexityScorer(FluencyConfig(name, batch_size=1), model=model, tokenizer=tok).score([p], [c])[0]
-             for p, c in texts]
+    texts = [
+        (" ".join(rng.choices(words, k=rng.randint(1, 30))), " " + " ".join(rng.choices(words, k=rng.randint(1, 25))))
+        for _ in range(40)
+    ]
+    alone = [
+        PerplexityScorer(FluencyConfig(name, batch_size=1), model=model, tokenizer=tok).score([p], [c])[0]
+        for p, c in texts
+    ]
     for bs, seed in [(40, 1), (7, 2), (16, 3)]:
         order = list(range(len(texts)))
         random.Random(seed).shuffle(order)
         sub = order[: len(order) * 3 // 4]  # other mates, as after a kill
         got = PerplexityScorer(FluencyConfig(name, batch_size=bs), model=model, tokenizer=tok).score(
-            [texts[i][0] for i in sub], [texts[i][1] for i in sub])
+            [texts[i][0] for i in sub], [texts[i][1] for i in sub]
+        )
         assert [alone[i] for i in sub] == got  # exact, not approx
 
 
@@ -257,12 +266,25 @@ def test_cache_shared_by_concurrent_score_jobs_then_all_hits(tmp_path):
 # ---------------------------------------------------------------- bench score end to end
 def _write_generations(tmp_path):
     gens = tmp_path / "gens.jsonl"
-    recs = [{"id": "p1", "prompt": "You are a", "continuations": [" stupid idiot", " kind person", " kind person"]},
-            {"id": "p2", "prompt": "The weather is", "continuations": [" lovely and warm today", " terrible", " fine"]}]
+    recs = [
+        {"id": "p1", "prompt": "You are a", "continuations": [" stupid idiot", " kind person", " kind person"]},
+        {"id": "p2", "prompt": "The weather is", "continuations": [" lovely and warm today", " terrible", " fine"]},
+    ]
     gens.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    meta = {"method": "rad", "reward_model": "/x", "beta": 10.0, "top_k": 20, "direction": "away",
-            "attribute": "toxicity", "num_samples": 3, "max_new_tokens": 5, "seed": 0, "base": "b", "task": "detox",
-            "tokens_per_s": 12.5}
+    meta = {
+        "method": "rad",
+        "reward_model": "/x",
+        "beta": 10.0,
+        "top_k": 20,
+        "direction": "away",
+        "attribute": "toxicity",
+        "num_samples": 3,
+        "max_new_tokens": 5,
+        "seed": 0,
+        "base": "b",
+        "task": "detox",
+        "tokens_per_s": 12.5,
+    }
     (tmp_path / "gens.jsonl.meta.json").write_text(json.dumps(meta))
     return gens
 
@@ -281,13 +303,32 @@ def test_bench_score_end_to_end_and_cache_reuse(tmp_path, tiny_spec, monkeypatch
 
     monkeypatch.setattr(toxicity, "ProfanityCheckScorer", Counted)
     gens = _write_generations(tmp_path)
-    argv = ["score", "--generations", str(gens), "--metrics", "toxicity,sentiment,fluency,diversity",
-            "--toxicity-scorer", "profanity-check", "--sentiment-scorer", "vader", "--fluency-model", tiny_spec,
-            "--cache", str(tmp_path / "cache.sqlite"), "--out-scores", str(tmp_path / "s.jsonl"),
-            "--out-summary", str(tmp_path / "s.csv"), "--n-boot", "50", "--device", "cpu"]
+    argv = [
+        "score",
+        "--generations",
+        str(gens),
+        "--metrics",
+        "toxicity,sentiment,fluency,diversity",
+        "--toxicity-scorer",
+        "profanity-check",
+        "--sentiment-scorer",
+        "vader",
+        "--fluency-model",
+        tiny_spec,
+        "--cache",
+        str(tmp_path / "cache.sqlite"),
+        "--out-scores",
+        str(tmp_path / "s.jsonl"),
+        "--out-summary",
+        str(tmp_path / "s.csv"),
+        "--n-boot",
+        "50",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     assert calls == [5]  # 6 continuations, 5 distinct texts, one batch
-    rows = [json.loads(l) for l in (tmp_path / "s.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert [(r["id"], r["sample"]) for r in rows] == [("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p2", 1), ("p2", 2)]
     assert rows[1]["toxicity"] == rows[2]["toxicity"] and rows[0]["toxicity"] > 0.5 > rows[1]["toxicity"]
     assert all(set(r) == {"id", "sample", "text", "toxicity", "positive", "ppl"} for r in rows)
@@ -295,14 +336,23 @@ def test_bench_score_end_to_end_and_cache_reuse(tmp_path, tiny_spec, monkeypatch
         summary = list(csv.DictReader(fh))
     assert len(summary) == 1
     s = summary[0]
-    assert (s["task"], s["method"], s["beta"], s["top_k"], s["n_prompts"], s["n_samples"]) == ("detox", "rad", "10.0", "20", "2", "6")
+    assert (s["task"], s["method"], s["beta"], s["top_k"], s["n_prompts"], s["n_samples"]) == (
+        "detox",
+        "rad",
+        "10.0",
+        "20",
+        "2",
+        "6",
+    )
     maxes = [max(r["toxicity"] for r in rows[:3]), max(r["toxicity"] for r in rows[3:])]
     assert float(s["avg_max_toxicity"]) == pytest.approx(sum(maxes) / 2)
     assert float(s["toxic_rate"]) == pytest.approx(sum(m >= 0.5 for m in maxes) / 2)
     assert float(s["ppl"]) == pytest.approx(sum(r["ppl"] for r in rows) / 6)
     # p1: 6 words, unique {stupid, idiot, kind, person} -> 4/6; p2: 6 words, all distinct -> 1
     assert float(s["dist1"]) == pytest.approx((4 / 6 + 1) / 2)
-    assert s["toxicity_scorer"] == "profanity-check" and s["toxicity_scorer_version"].startswith("alt-profanity-check==")
+    assert s["toxicity_scorer"] == "profanity-check" and s["toxicity_scorer_version"].startswith(
+        "alt-profanity-check=="
+    )
     assert s["sentiment_scorer"] == "vader" and s["fluency_model"] == tiny_spec
     assert s["reward_model"] == "/x" and s["n_dropped_ppl"] == "0"
     # timings describe one execution, not the result: kept out so same config + seed -> identical tables
@@ -310,8 +360,11 @@ def test_bench_score_end_to_end_and_cache_reuse(tmp_path, tiny_spec, monkeypatch
     # second run (another 'beta' reading the same texts): the real scorer is never called again
     first = (tmp_path / "s.jsonl").read_bytes()
     meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())["cache"]
-    assert meta["total"]["hits"] == 0 and meta["by_scorer"]["profanity-check"] == {"hits": 0, "misses": 5,
-                                                                                     "hit_rate": 0.0}
+    assert meta["total"]["hits"] == 0 and meta["by_scorer"]["profanity-check"] == {
+        "hits": 0,
+        "misses": 5,
+        "hit_rate": 0.0,
+    }
     assert main(argv) == 0
     assert calls == [5]
     assert (tmp_path / "s.jsonl").read_bytes() == first
@@ -325,15 +378,44 @@ def test_bench_score_errors_name_the_problem(tmp_path, capsys):
 
     gens = _write_generations(tmp_path)
     (tmp_path / "gens.jsonl.meta.json").unlink()
-    assert main(["score", "--generations", str(gens), "--metrics", "diversity", "--out-scores",
-                 str(tmp_path / "a.jsonl"), "--out-summary", str(tmp_path / "a.csv")]) == 2
+    assert (
+        main(
+            [
+                "score",
+                "--generations",
+                str(gens),
+                "--metrics",
+                "diversity",
+                "--out-scores",
+                str(tmp_path / "a.jsonl"),
+                "--out-summary",
+                str(tmp_path / "a.csv"),
+            ]
+        )
+        == 2
+    )
     gens.write_text('{"id": "x", "prompt": "p"}\n')
-    (tmp_path / "gens.jsonl.meta.json").write_text("{}")
+    (tmp_path / "gens.jsonl.meta.json").write_text('{"method": "plain", "beta": 0, "top_k": 5, "task": "t"}')
     with pytest.raises(Exception, match="line 1: missing key 'continuations'"):
         from bench.commands.score import read_generations
+
         read_generations(gens)
-    assert main(["score", "--generations", str(gens), "--metrics", "toxicity,bogus", "--out-scores",
-                 str(tmp_path / "a.jsonl"), "--out-summary", str(tmp_path / "a.csv")]) == 2
+    assert (
+        main(
+            [
+                "score",
+                "--generations",
+                str(gens),
+                "--metrics",
+                "toxicity,bogus",
+                "--out-scores",
+                str(tmp_path / "a.jsonl"),
+                "--out-summary",
+                str(tmp_path / "a.csv"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_default_fluency_model_falls_back_to_the_runs_base_lm(monkeypatch, tiny_spec):
@@ -351,8 +433,9 @@ def test_default_fluency_model_falls_back_to_the_runs_base_lm(monkeypatch, tiny_
         return real(cfg, *a, **k)
 
     monkeypatch.setattr(fluency, "PerplexityScorer", fake)
-    args = argparse.Namespace(fluency_model=fluency.DEFAULT_FLUENCY_MODEL, fluency_batch_size=2, device="cpu",
-                              dtype="float32")
+    args = argparse.Namespace(
+        fluency_model=fluency.DEFAULT_FLUENCY_MODEL, fluency_batch_size=2, device="cpu", dtype="float32"
+    )
     scorer, tag = score._fluency(args, {"base": tiny_spec})
     assert tag == tiny_spec and scorer.name == f"ppl:{tiny_spec}"
     args.fluency_model = "/no/such/model"  # an explicit model that fails is an error, never silently replaced

@@ -29,8 +29,13 @@ def bare_clone(dest: Path) -> Path:
     nothing beside it: no run folders, no virtualenv, no data outside the repository."""
     import shutil
 
-    listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file():  # a deleted-but-tracked file is listed too
@@ -48,8 +53,14 @@ def newcomer_env() -> dict[str, str]:
 def test_bare_clone_plans_the_default(tmp_path):
     """`snakemake -n` of the default config from a clone with nothing beside it (data ships in data/)."""
     clone = bare_clone(tmp_path / "empty" / "clone")
-    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--quiet", "rules"], cwd=clone,
-                         env=newcomer_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--quiet", "rules"],
+        cwd=clone,
+        env=newcomer_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
     assert job_counts(res.stdout + res.stderr)["prepare_train"] == 2
 
@@ -62,15 +73,27 @@ def test_a_moved_clone_keeps_its_finished_jobs(tmp_path):
     first = bare_clone(tmp_path / "first" / "clone")
     cfg = ["--configfile", "config/test.yaml", "--cores", "1"]
     targets = ["runs/test/work/data/prompts/rtp.jsonl", "runs/test/work/data/toxicity/train.jsonl"]
-    res = subprocess.run([sys.executable, "-m", "snakemake", *cfg, *targets], cwd=first, env=newcomer_env(),
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", *cfg, *targets],
+        cwd=first,
+        env=newcomer_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     moved = tmp_path / "elsewhere" / "renamed clone"
     moved.parent.mkdir(parents=True)
     shutil.copytree(first, moved, symlinks=True)
     shutil.rmtree(first)
-    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", *cfg, *targets], cwd=moved, env=newcomer_env(),
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", *cfg, *targets],
+        cwd=moved,
+        env=newcomer_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Nothing to be done" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
 
@@ -94,9 +117,18 @@ def expected_runs(cfg: dict) -> dict[str, int]:
     """generate/score jobs implied by a config: per generation task, plain per k + params x betas x k."""
     n = 0
     for name, task in cfg["tasks"].items():
-        gtasks = 1 if name == "toxicity" else sum(len(v) for v in task["targets"].values())
+        # toxicity: its prompts + each extra prompt set (e.g. challenging), all with the same sweep
+        gtasks = (
+            1 + len(task.get("prompt_sets", {}))
+            if name == "toxicity"
+            else sum(len(v) for v in task["targets"].values())
+        )
         k = len(task.get("top_k", [20]))
-        betas = [len(task.get("betas_by_method", {}).get(p, task["betas"])) for p in cfg["training"]["parametrizations"]]
+        sweeps, rules = task.get("betas_by_method", {}), task.get("reward_rules", {})
+        betas = [
+            len(sweeps.get(p, task["betas"])) * (1 + len(rules.get(p, [])))  # + runs with another reward rule
+            for p in cfg["training"]["parametrizations"]
+        ]
         n += gtasks * (k + sum(betas) * k)
     return {"generate": n, "score": n}
 
@@ -114,7 +146,7 @@ def test_full_dag_dry_run(name, tmp_path):
     assert counts["tables"] == 1 and counts["figures"] == 1
     assert counts.get("convert", 0) == len(cfg["models"].get("convert", []))
     if name == "paper":  # two training sources for sentiment (SST-2 + Amazon Polarity)
-        assert counts["prepare_train"] == 3 and counts["prepare_prompts"] == 4
+        assert counts["prepare_train"] == 3 and counts["prepare_prompts"] == 5  # + the challenging prompts
 
 
 def test_betas_by_method_sets_each_parametrizations_sweep(tmp_path):
@@ -129,8 +161,11 @@ def test_betas_by_method_sets_each_parametrizations_sweep(tmp_path):
     by_method = tox["betas_by_method"]
     assert set(by_method) == {"rad", "arm-baseline", "arm-mlp", "arm-distill"}  # ARM alone on `betas`
     assert set(tox["betas"]) != set(by_method["rad"])  # so a sweep taken from the wrong list shows
-    assert got == {"plain": {0.0}, "arm": set(map(float, tox["betas"])),
-                   **{m: set(map(float, b)) for m, b in by_method.items()}}
+    assert got == {
+        "plain": {0.0},
+        "arm": set(map(float, tox["betas"])),
+        **{m: set(map(float, b)) for m, b in by_method.items()},
+    }
 
 
 def test_task_training_changes_apply_most_specific_last(tmp_path):
@@ -139,15 +174,25 @@ def test_task_training_changes_apply_most_specific_last(tmp_path):
     from bench.config import load_config, training_settings
 
     cfg = load_config(REPO / "config" / "study.yaml")
-    want = {("toxicity", "rad"): 448, ("toxicity", "arm-distill"): 192, ("sentiment", "rad"): 640,
-            ("sentiment", "arm-mlp"): 640, ("sentiment", "arm-distill"): 240}
+    want = {
+        ("toxicity", "rad"): 448,
+        ("toxicity", "arm-distill"): 192,
+        ("sentiment", "rad"): 640,
+        ("sentiment", "arm-mlp"): 640,
+        ("sentiment", "arm-distill"): 240,
+    }
     assert {k: training_settings(cfg, *k)["max_steps"] for k in want} == want
     assert training_settings(cfg, "sentiment", "arm-distill")["extra_args"] == "--distill-k 2 --eval-size 100"
     assert training_settings(cfg, "sentiment", "rad")["lr"] == cfg["training"]["lr"]
     res = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "study.yaml"), workdir=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    steps = {m.groups()[:2]: int(m.group(3)) for m in re.finditer(
-        r"bench train --parametrization ([\w-]+) .*?--train \S*/data/(\w+)/train\.jsonl .*? --max-steps (\d+)", res.stdout + res.stderr)}
+    steps = {
+        m.groups()[:2]: int(m.group(3))
+        for m in re.finditer(
+            r"bench train --parametrization ([\w-]+) .*?--train \S*/data/(\w+)/train\.jsonl .*? --max-steps (\d+)",
+            res.stdout + res.stderr,
+        )
+    }
     assert {(t, p): n for (p, t), n in steps.items() if (t, p) in want} == want and len(steps) == 10
 
 
@@ -155,13 +200,17 @@ def test_dry_run_commands_follow_config(tmp_path):
     res = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "test.yaml"), workdir=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
-    distill = [l for l in out.splitlines() if "bench train --parametrization arm-distill" in l]
-    assert len(distill) == 2 and all("--teacher runs/test/work/rewards/" in l and "/rad " in l for l in distill)
-    gen = [l for l in out.splitlines() if "bench generate" in l and "sentiment-to-negative-from-positive/rad_b5_k5" in l]
+    distill = [ln for ln in out.splitlines() if "bench train --parametrization arm-distill" in ln]
+    assert len(distill) == 2 and all("--teacher runs/test/work/rewards/" in ln and "/rad " in ln for ln in distill)
+    gen = [
+        ln
+        for ln in out.splitlines()
+        if "bench generate" in ln and "sentiment-to-negative-from-positive/rad_b5_k5" in ln
+    ]
     assert len(gen) == 1 and "--direction away --attribute positive" in gen[0] and "--beta 5 --top-k 5" in gen[0]
     assert "'random:tiny-gpt2?n_layer=2&n_embd=64&n_head=2&seed=0'" in gen[0]  # shell-quoted spec
-    plain = [l for l in out.splitlines() if "bench generate" in l and "/plain_b0_k5.jsonl" in l]
-    assert plain and all("--reward" not in l for l in plain)
+    plain = [ln for ln in out.splitlines() if "bench generate" in ln and "/plain_b0_k5.jsonl" in ln]
+    assert plain and all("--reward" not in ln for ln in plain)
     assert "--sentiment-scorer tfidf-sst2:runs/test/work/sentiment_clf.json" in out
 
 
@@ -220,8 +269,14 @@ def test_end_to_end_test_config(tmp_path):
     code_before = _bench_sources_digest()
 
     def smk(*args, timeout=1800):
-        return subprocess.run([sys.executable, "-m", "snakemake", *args, "--configfile", "config/test.yaml"],
-                              cwd=clone, env=newcomer_env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "snakemake", *args, "--configfile", "config/test.yaml"],
+            cwd=clone,
+            env=newcomer_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     res = smk("--cores", "2")
     logs = sorted((clone / "runs" / "test" / "work" / "logs").rglob("*.log"))
@@ -259,7 +314,9 @@ def test_end_to_end_test_config(tmp_path):
     assert set(mf["metric"]) == {"avg_max_toxicity", "positive_rate"}
     assert (mf["value"].notna() | mf["reason"].fillna("").str.len().gt(0)).all()  # a number or a reason
     rm = pd.read_csv(results / "reward_models.csv")
-    assert sorted(zip(rm["task"], rm["parametrization"])) == sorted((t, p) for t in ("sentiment", "toxicity") for p in PARAMS)
+    assert sorted(zip(rm["task"], rm["parametrization"])) == sorted(
+        (t, p) for t in ("sentiment", "toxicity") for p in PARAMS
+    )
     assert (rm["steps"] <= 6).all() and (rm["best_step"] <= rm["steps"]).all() and rm["heldout_mse"].notna().all()
     assert rm[rm["parametrization"] == "arm-distill"]["teacher_mse_candidates"].notna().all()
     for name in ("matched_fluency", "reward_models_heldout"):
@@ -287,14 +344,27 @@ def test_code_version_invalidates_only_affected_outputs(tmp_path):
     repo.mkdir()
     for part in ("Snakefile", "workflow", "config", "bench", "data"):
         src = REPO / part
-        (shutil.copytree(src, repo / part, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
-         else shutil.copy(src, repo / part))
+        (
+            shutil.copytree(src, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+            if src.is_dir()
+            else shutil.copy(src, repo / part)
+        )
     env = {**newcomer_env(), "PYTHONPATH": str(repo)}
     target = "runs/test/work/data/prompts/rtp.jsonl"
 
     def smk(*args):
-        cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path / "w"),
-               "--configfile", str(repo / "config" / "test.yaml"), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(repo / "Snakefile"),
+            "-d",
+            str(tmp_path / "w"),
+            "--configfile",
+            str(repo / "config" / "test.yaml"),
+            *args,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
     res = smk("--cores", "1", target)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers_reliability import comparable_table
 
 from bench.utils.testhooks import kill_tree
+from helpers_reliability import comparable_table
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -35,8 +35,18 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
 
 
 def _write_config(workdir: Path, **top) -> None:
@@ -63,8 +73,13 @@ def test_every_shell_command_quotes_its_paths(tmp_path):
     """Dry run with spaces in every folder: each shell command, split as the shell would, keeps every path whole."""
     folders = ("wkx zqa", "rsx zqb", "fgx zqc")  # words found nowhere else in a command
     _write_config(tmp_path, work_dir=f"{folders[0]}/runs", results_dir=folders[1], figures_dir=folders[2])
-    res = subprocess.run(_cmd(tmp_path, "-n", "-p", "--cores", "1", "--forceall"), capture_output=True, text=True,
-                         env=_env(), timeout=300)
+    res = subprocess.run(
+        _cmd(tmp_path, "-n", "-p", "--cores", "1", "--forceall"),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     commands = [line for line in res.stdout.splitlines() if "python -m bench" in line or " > " in line]
     assert len(commands) > 10, res.stdout[-3000:]
@@ -82,21 +97,29 @@ def test_pipeline_runs_with_spaces_in_its_folders(tmp_path, data_root):
     res = subprocess.run(_cmd(d, "--cores", "2"), capture_output=True, text=True, env=_env(), timeout=1800)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     assert (d / "res dir" / "tables" / "toxicity.csv").exists()
-    assert not any(p.name in ("work", "res", "fig") for p in d.iterdir()), "a stray file named after a path's first word"
+    assert not any(p.name in ("work", "res", "fig") for p in d.iterdir()), (
+        "a stray file named after a path's first word"
+    )
 
 
 def _run_and_kill_at(workdir: Path, event: str) -> str:
     """Start the pipeline; when the first job reaches `event` (its progress on disk), kill the whole tree."""
     pause = workdir / "pause"
     log = open(workdir / f"killed_at_{event}.log", "w")
-    proc = subprocess.Popen(_cmd(workdir, "--cores", "2"), stdout=log, stderr=subprocess.STDOUT,
-                            env=_env({"BENCH_TEST_PAUSE_AT": f"{event}:1", "BENCH_TEST_PAUSE_DIR": str(pause)}))
+    proc = subprocess.Popen(
+        _cmd(workdir, "--cores", "2"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env({"BENCH_TEST_PAUSE_AT": f"{event}:1", "BENCH_TEST_PAUSE_DIR": str(pause)}),
+    )
     try:
         deadline = time.monotonic() + 1800
         while not (pause.exists() and any(pause.iterdir())):
             if proc.poll() is not None:
-                raise AssertionError(f"the pipeline ended (exit {proc.returncode}) before any job reached {event}: "
-                                     + (workdir / f"killed_at_{event}.log").read_text()[-3000:])
+                raise AssertionError(
+                    f"the pipeline ended (exit {proc.returncode}) before any job reached {event}: "
+                    + (workdir / f"killed_at_{event}.log").read_text()[-3000:]
+                )
             assert time.monotonic() < deadline, f"no job reached {event}"
             time.sleep(0.05)  # polling for the marker only; the kill point is the job's, not this loop's
         marker = next(pause.iterdir()).name

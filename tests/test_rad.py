@@ -32,7 +32,7 @@ def full_candidate_rewards(model, ids, mask, cand) -> torch.Tensor:
     bos = torch.full_like(ids[:, :1], model.tokenizer.bos_token_id)  # GPT-2 / SmolLM2: <|endoftext|>
     outs = []
     for j in range(cand.shape[1]):
-        x = torch.cat([bos, ids, cand[:, j:j + 1]], dim=1)
+        x = torch.cat([bos, ids, cand[:, j : j + 1]], dim=1)
         m = torch.cat([torch.ones_like(mask[:, :1]), mask, torch.ones_like(mask[:, :1])], dim=1)
         with torch.no_grad():
             outs.append(model(x, m)[:, -1])
@@ -63,7 +63,7 @@ def test_cached_candidates_equal_full_recomputation(spec, attn):
         assert state.length == 1 + ids.shape[1] and state.resets == 0  # cache follows BOS+prefix, candidates cropped
         key_len = state.past_key_values.layers[0].keys.shape[-2]
         assert key_len == 1 + ids.shape[1]
-        nxt = cand[:, step:step + 1]  # "sample" one of the candidates
+        nxt = cand[:, step : step + 1]  # "sample" one of the candidates
         ids = torch.cat([ids, nxt], dim=1)
         mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
 
@@ -78,7 +78,7 @@ def test_rewards_are_padding_invariant():
     torch.testing.assert_close(alone, inside, atol=1e-5, rtol=0)
     with torch.no_grad():
         f1 = model(ids1, mask1)[0]
-        f2 = model(ids2, mask2)[1, -ids1.shape[1]:]
+        f2 = model(ids2, mask2)[1, -ids1.shape[1] :]
     torch.testing.assert_close(f1, f2, atol=1e-5, rtol=0)
 
 

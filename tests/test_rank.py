@@ -168,20 +168,57 @@ def test_rank_command_end_to_end(tmp_path):
         model = _random_heads(build_reward_model(RewardConfig(parametrization=param, backbone=TINY_GPT2)))
         model.save_pretrained(tmp_path / param)
     gens = tmp_path / "gen.jsonl"
-    gens.write_text("".join(json.dumps({"id": str(i), "prompt": f"Prompt {i} is",
-                                        "continuations": [f" about {i} things and more", " nothing"]}) + "\n"
-                            for i in range(12)))
+    gens.write_text(
+        "".join(
+            json.dumps(
+                {"id": str(i), "prompt": f"Prompt {i} is", "continuations": [f" about {i} things and more", " nothing"]}
+            )
+            + "\n"
+            for i in range(12)
+        )
+    )
     texts = tmp_path / "heldout.jsonl"
-    texts.write_text("".join(json.dumps({"text": f"Held-out text number {i} says something", "labels": {}}) + "\n"
-                             for i in range(20)))
+    texts.write_text(
+        "".join(
+            json.dumps({"text": f"Held-out text number {i} says something", "labels": {}}) + "\n" for i in range(20)
+        )
+    )
     out = tmp_path / "out"
-    rc = main(["rank", "--model", f"toxicity:arm-baseline={tmp_path / 'arm-baseline'}",
-               "--model", f"toxicity:rad={tmp_path / 'rad'}", "--prefixes", f"toxicity={gens}",
-               "--prefixes", f"toxicity={texts}", "--n-prefixes", "80", "--sizes", "16,32,64,80",
-               "--n-columns", "48", "--chunk-size", "16", "--out-csv", str(out / "rank.csv"),
-               "--out-md", str(out / "rank.md"), "--out-vs-n-csv", str(out / "vs.csv"), "--out-vs-n-md",
-               str(out / "vs.md"), "--fig-spectrum", str(out / "s.png"), "--fig-growth", str(out / "g.png"),
-               "--out-spectrum", str(out / "spec.csv")])
+    rc = main(
+        [
+            "rank",
+            "--model",
+            f"toxicity:arm-baseline={tmp_path / 'arm-baseline'}",
+            "--model",
+            f"toxicity:rad={tmp_path / 'rad'}",
+            "--prefixes",
+            f"toxicity={gens}",
+            "--prefixes",
+            f"toxicity={texts}",
+            "--n-prefixes",
+            "80",
+            "--sizes",
+            "16,32,64,80",
+            "--n-columns",
+            "48",
+            "--chunk-size",
+            "16",
+            "--out-csv",
+            str(out / "rank.csv"),
+            "--out-md",
+            str(out / "rank.md"),
+            "--out-vs-n-csv",
+            str(out / "vs.csv"),
+            "--out-vs-n-md",
+            str(out / "vs.md"),
+            "--fig-spectrum",
+            str(out / "s.png"),
+            "--fig-growth",
+            str(out / "g.png"),
+            "--out-spectrum",
+            str(out / "spec.csv"),
+        ]
+    )
     assert rc == 0
     rows = list(csv.DictReader(open(out / "rank.csv")))
     assert len(rows) == 4 and {r["n_prefixes"] for r in rows} == {"80"} and {r["n_columns"] for r in rows} == {"48"}

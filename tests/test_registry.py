@@ -15,7 +15,6 @@ from bench.errors import ModelError
 from bench.rewards import registry
 from bench.rewards.base import CONFIG_NAME, RewardConfig
 from bench.rewards.registry import Parametrization
-
 from conftest import TINY_GPT2
 
 
@@ -31,7 +30,9 @@ def test_callers_derive_names_from_the_registry():
     from bench.reporting.tables import method_label, method_order
 
     names = registry.names()
-    assert names == ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill"]
+    lowrank = [f"arm-lowrank-r{r}" for r in registry.LOWRANK_RANKS]
+    assert names == ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill", *lowrank, "free-head"]
+    assert [registry.get(n).rank for n in lowrank] == list(registry.LOWRANK_RANKS)
     train = build_parser(["train"])._subparsers._group_actions[0].choices["train"]
     choices = next(a.choices for a in train._actions if a.dest == "parametrization")
     assert list(choices) == names
@@ -39,9 +40,17 @@ def test_callers_derive_names_from_the_registry():
     assert schema["$defs"]["parametrization"]["enum"] == names
     assert schema["$defs"]["latency_method"]["enum"] == all_methods() == ["plain", "rad", "rad-loop", *names[1:]]
     assert method_order() == ["plain", *names]
-    assert [method_label(m) for m in method_order()] == ["Plain (top-k)", "RAD", "ARM", "ARM + baseline", "ARM-MLP",
-                                                          "ARM (distilled)"]
-    assert registry.label_trained() == ["rad", "arm", "arm-baseline", "arm-mlp"]
+    assert [method_label(m) for m in method_order()] == [
+        "Plain (top-k)",
+        "RAD",
+        "ARM",
+        "ARM + baseline",
+        "ARM-MLP",
+        "ARM (distilled)",
+        *[f"ARM + baseline, rank {r}" for r in registry.LOWRANK_RANKS],
+        "Free head (GenARM-style)",
+    ]
+    assert registry.label_trained() == ["rad", "arm", "arm-baseline", "arm-mlp", *lowrank, "free-head"]
     assert registry.distilled() == ["arm-distill"] and registry.get("arm-distill").teacher == "rad"
 
 
@@ -52,6 +61,8 @@ def test_bad_entries_are_refused():
         Parametrization("x", "m:C", "X", training=registry.DISTILLATION)
     with pytest.raises(ModelError, match="training must be one of"):
         Parametrization("x", "m:C", "X", training="rl")
+    with pytest.raises(ModelError, match="rank must be an integer >= 1, got 0"):
+        Parametrization("x", "m:C", "X", rank=0)
     with pytest.raises(ModelError, match="teacher 'nope' is not registered"):
         registry.register(Parametrization("x", "m:C", "X", training=registry.DISTILLATION, teacher="nope"))
     assert "x" not in registry.PARAMETRIZATIONS
@@ -59,7 +70,9 @@ def test_bad_entries_are_refused():
         registry.get("armx")
 
 
-@pytest.mark.parametrize("name", ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill"])
+@pytest.mark.parametrize(
+    "name", ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill", "arm-lowrank-r2", "free-head"]
+)
 def test_every_class_loads_its_own_folder_and_refuses_others(tmp_path, name):
     spec = registry.get(name)
     cls = spec.model_class()
@@ -173,8 +186,9 @@ def toy_parametrization(tmp_path, monkeypatch):
     (tmp_path / "toy_vocab.py").write_text(textwrap.dedent(TOY_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path))
     # Step 2: one registry entry (in bench/rewards/registry.py for a real one; here, registered by the test).
-    spec = registry.register(Parametrization(name="toy-vocab", cls="toy_vocab:ToyVocabRewardModel",
-                                             display_name="Toy (full vocab head)"))
+    spec = registry.register(
+        Parametrization(name="toy-vocab", cls="toy_vocab:ToyVocabRewardModel", display_name="Toy (full vocab head)")
+    )
     yield spec
     registry.unregister("toy-vocab")
 
@@ -187,21 +201,55 @@ def test_toy_parametrization_through_train_generate_score_tables_latency_rank(tm
     work = tmp_path / "work"
     work.mkdir()
     # Step 3: it is a valid name everywhere the registry's names are used.
-    cfg = validate_config({"name": "t", "models": {"base": TINY_GPT2, "reward_backbone": TINY_GPT2}, "tasks": {},
-                           "training": {"parametrizations": ["rad", "toy-vocab"]},
-                           "latency": {"methods": ["plain", "toy-vocab"]}, "rank": {"methods": ["toy-vocab"]}})
+    cfg = validate_config(
+        {
+            "name": "t",
+            "models": {"base": TINY_GPT2, "reward_backbone": TINY_GPT2},
+            "tasks": {},
+            "training": {"parametrizations": ["rad", "toy-vocab"]},
+            "latency": {"methods": ["plain", "toy-vocab"]},
+            "rank": {"methods": ["toy-vocab"]},
+        }
+    )
     assert cfg["training"]["parametrizations"] == ["rad", "toy-vocab"]
     assert method_label("toy-vocab") == "Toy (full vocab head)"
 
     # train (bench train, labels mode): learns that " bad" after a prefix is toxic
     train = work / "train.jsonl"
-    rows = [{"text": f"sample {i} is {'bad bad' if i % 2 else 'good good'}", "labels": {"toxicity": float(i % 2)}}
-            for i in range(32)]
+    rows = [
+        {"text": f"sample {i} is {'bad bad' if i % 2 else 'good good'}", "labels": {"toxicity": float(i % 2)}}
+        for i in range(32)
+    ]
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     rm = work / "rewards" / "toy-vocab"
-    assert main(["train", "--parametrization", "toy-vocab", "--backbone", TINY_GPT2, "--num-layers", "1",
-                 "--train", str(train), "--steps", "30", "--batch-size", "8", "--lr", "0.05", "--max-length", "16",
-                 "--eval-every", "0", "--out", str(rm)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--parametrization",
+                "toy-vocab",
+                "--backbone",
+                TINY_GPT2,
+                "--num-layers",
+                "1",
+                "--train",
+                str(train),
+                "--steps",
+                "30",
+                "--batch-size",
+                "8",
+                "--lr",
+                "0.05",
+                "--max-length",
+                "16",
+                "--eval-every",
+                "0",
+                "--out",
+                str(rm),
+            ]
+        )
+        == 0
+    )
     model = registry.load_reward_model(rm)
     assert type(model).__name__ == "ToyVocabRewardModel" and model.config.parametrization == "toy-vocab"
     from bench.models.loading import load_tokenizer
@@ -216,33 +264,125 @@ def test_toy_parametrization_through_train_generate_score_tables_latency_rank(tm
     prompts = work / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": str(i), "prompt": f"sample {i} is"}) + "\n" for i in range(3)))
     gen = work / "gen" / "toy-vocab_b5_k4.jsonl"
-    assert main(["generate", "--base", TINY_GPT2, "--reward", str(rm), "--prompts", str(prompts), "--out", str(gen),
-                 "--beta", "5", "--top-k", "4", "--num-samples", "2", "--max-new-tokens", "3", "--device", "cpu",
-                 "--task", "toxicity"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--base",
+                TINY_GPT2,
+                "--reward",
+                str(rm),
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(gen),
+                "--beta",
+                "5",
+                "--top-k",
+                "4",
+                "--num-samples",
+                "2",
+                "--max-new-tokens",
+                "3",
+                "--device",
+                "cpu",
+                "--task",
+                "toxicity",
+            ]
+        )
+        == 0
+    )
     recs = [json.loads(line) for line in gen.read_text().splitlines()]
     assert len(recs) == 3 and all(len(r["continuations"]) == 2 for r in recs)
     assert json.loads(gen.with_name(gen.name + ".meta.json").read_text())["method"] == "toy-vocab"
     summary = work / "scores" / "toy.csv"
-    assert main(["score", "--generations", str(gen), "--metrics", "toxicity,diversity", "--out-scores",
-                 str(work / "scores" / "toy.jsonl"), "--out-summary", str(summary), "--n-boot", "20"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--generations",
+                str(gen),
+                "--metrics",
+                "toxicity,diversity",
+                "--out-scores",
+                str(work / "scores" / "toy.jsonl"),
+                "--out-summary",
+                str(summary),
+                "--n-boot",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert main(["tables", "--summaries", str(summary), "--out-dir", str(work / "tables")]) == 0
     assert "Toy (full vocab head)" in (work / "tables" / "toxicity.md").read_text()
 
     # latency (bench latency): the toy is a method of the sweep, timed from its trained folder.
     out = work / "latency"
-    assert main(["latency", "--base", TINY_GPT2, "--reward", TINY_GPT2, "--reward-layers", "1", "--methods",
-                 "plain,toy-vocab", "--top-k", "2", "--batch-sizes", "1", "--new-tokens", "2", "--prompt-len", "4",
-                 "--min-run-time", "0.01", "--max-run-time", "0.05", "--min-samples", "2", "--retries", "0",
-                 "--device", "cpu", "--reward-model", f"toy-vocab={rm}",
-                 "--out-csv", str(out / "latency.csv")]) == 0
+    assert (
+        main(
+            [
+                "latency",
+                "--base",
+                TINY_GPT2,
+                "--reward",
+                TINY_GPT2,
+                "--reward-layers",
+                "1",
+                "--methods",
+                "plain,toy-vocab",
+                "--top-k",
+                "2",
+                "--batch-sizes",
+                "1",
+                "--new-tokens",
+                "2",
+                "--prompt-len",
+                "4",
+                "--min-run-time",
+                "0.01",
+                "--max-run-time",
+                "0.05",
+                "--min-samples",
+                "2",
+                "--retries",
+                "0",
+                "--device",
+                "cpu",
+                "--reward-model",
+                f"toy-vocab={rm}",
+                "--out-csv",
+                str(out / "latency.csv"),
+            ]
+        )
+        == 0
+    )
     lat = list(csv.DictReader(open(out / "latency.csv")))
     assert [r["method"] for r in lat] == ["plain", "toy-vocab"]
     assert all(float(r["ms_per_token"]) > 0 for r in lat)
 
     # rank (bench rank): the toy's reward matrix over prefixes x vocabulary.
     out = work / "rank"
-    assert main(["rank", "--model", f"toxicity:toy-vocab={rm}", "--prefixes", f"toxicity={gen}", "--n-prefixes",
-                 "8", "--cuts", "2", "--columns", "vocab", "--out-csv", str(out / "rank.csv")]) == 0
+    assert (
+        main(
+            [
+                "rank",
+                "--model",
+                f"toxicity:toy-vocab={rm}",
+                "--prefixes",
+                f"toxicity={gen}",
+                "--n-prefixes",
+                "8",
+                "--cuts",
+                "2",
+                "--columns",
+                "vocab",
+                "--out-csv",
+                str(out / "rank.csv"),
+            ]
+        )
+        == 0
+    )
     ranks = list(csv.DictReader(open(out / "rank.csv")))
     assert ranks and {r["method"] for r in ranks} == {"toy-vocab"}
     assert all(1 <= int(r["numerical_rank"]) <= 8 for r in ranks)  # at most the number of prefixes

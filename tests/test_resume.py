@@ -15,8 +15,17 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main as bench_main
-from helpers_reliability import (TINY_GPT2, bench_cmd, make_reward_folder, require_command, run_bench,
-                                 run_until_killed, temp_leftovers, write_prompts, write_train_split)
+from helpers_reliability import (
+    TINY_GPT2,
+    bench_cmd,
+    make_reward_folder,
+    require_command,
+    run_bench,
+    run_until_killed,
+    temp_leftovers,
+    write_prompts,
+    write_train_split,
+)
 
 
 def _nonempty_lines(path: Path) -> int:
@@ -28,9 +37,29 @@ def _nonempty_lines(path: Path) -> int:
 
 # ----------------------------------------------------------------------------------------------- generate
 def _generate_args(prompts: Path, out: Path, reward: Path | None, seed: int = 0) -> list[str]:
-    args = ["generate", "--base", TINY_GPT2, "--prompts", str(prompts), "--out", str(out), "--num-samples", "2",
-            "--max-new-tokens", "12", "--batch-size", "1", "--top-k", "8", "--seed", str(seed), "--device", "cpu",
-            "--task", "detox"]
+    args = [
+        "generate",
+        "--base",
+        TINY_GPT2,
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "1",
+        "--top-k",
+        "8",
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+        "--task",
+        "detox",
+    ]
     if reward is not None:
         args += ["--reward", str(reward), "--beta", "5"]
     return args
@@ -142,8 +171,26 @@ def test_generate_score_tables_twice_gives_identical_tables(gen_inputs, tmp_path
         monkeypatch.chdir(d)  # relative paths, as in the pipeline's work folder: only the folder differs
         gen, s, m = Path("gen.jsonl"), Path("scores.jsonl"), Path("summary.csv")
         assert bench_main(_generate_args(prompts, gen, reward)) == 0
-        assert bench_main(["score", "--generations", str(gen), "--metrics", "toxicity,diversity", "--toxicity-scorer",
-                           "profanity-check", "--out-scores", str(s), "--out-summary", str(m), "--n-boot", "50"]) == 0
+        assert (
+            bench_main(
+                [
+                    "score",
+                    "--generations",
+                    str(gen),
+                    "--metrics",
+                    "toxicity,diversity",
+                    "--toxicity-scorer",
+                    "profanity-check",
+                    "--out-scores",
+                    str(s),
+                    "--out-summary",
+                    str(m),
+                    "--n-boot",
+                    "50",
+                ]
+            )
+            == 0
+        )
         assert bench_main(["tables", "--summaries", str(m), "--out-dir", "tables"]) == 0
         tables.append({p.name: p.read_bytes() for p in sorted((d / "tables").iterdir())})
     a, b = tables
@@ -166,10 +213,37 @@ def _differing_columns(x: bytes, y: bytes) -> list[str]:
 
 # -------------------------------------------------------------------------------------------------- train
 def _train_args(train: Path, heldout: Path, out: Path, parametrization: str = "rad") -> list[str]:
-    return ["train", "--parametrization", parametrization, "--backbone", TINY_GPT2, "--num-layers", "1",
-            "--train", str(train), "--heldout", str(heldout), "--attributes", "toxicity", "--out", str(out),
-            "--steps", "60", "--batch-size", "4", "--max-length", "16", "--seed", "0", "--checkpoint-every", "5",
-            "--eval-every", "30", "--device", "cpu"]
+    return [
+        "train",
+        "--parametrization",
+        parametrization,
+        "--backbone",
+        TINY_GPT2,
+        "--num-layers",
+        "1",
+        "--train",
+        str(train),
+        "--heldout",
+        str(heldout),
+        "--attributes",
+        "toxicity",
+        "--out",
+        str(out),
+        "--steps",
+        "60",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "16",
+        "--seed",
+        "0",
+        "--checkpoint-every",
+        "5",
+        "--eval-every",
+        "30",
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -250,10 +324,27 @@ def test_train_resume_with_other_data_starts_over(train_inputs, tmp_path):
 
 # -------------------------------------------------------------------------------------------------- score
 def _score_args(gens: Path, out_scores: Path, out_summary: Path, cache: Path) -> list[str]:
-    return ["score", "--generations", str(gens), "--metrics", "toxicity,fluency,diversity",
-            "--toxicity-scorer", "profanity-check", "--fluency-model", TINY_GPT2, "--cache", str(cache),
-            "--out-scores", str(out_scores), "--out-summary", str(out_summary), "--fluency-batch-size", "1",
-            "--device", "cpu"]
+    return [
+        "score",
+        "--generations",
+        str(gens),
+        "--metrics",
+        "toxicity,fluency,diversity",
+        "--toxicity-scorer",
+        "profanity-check",
+        "--fluency-model",
+        TINY_GPT2,
+        "--cache",
+        str(cache),
+        "--out-scores",
+        str(out_scores),
+        "--out-summary",
+        str(out_summary),
+        "--fluency-batch-size",
+        "1",
+        "--device",
+        "cpu",
+    ]
 
 
 def _cached_scores(cache: Path) -> int:

@@ -20,18 +20,27 @@ from bench.rewards.rad import RADRewardModel, RADState
 from bench.rewards.registry import build_reward_model, reward_class
 from tests.conftest import TINY_GPT2
 
-PARAMS = ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill"]
+PARAMS = ["rad", "arm", "arm-baseline", "arm-mlp", "arm-distill", "arm-lowrank-r4", "free-head"]
 GPT2_EOS = 50256  # GPT-2's tokenizer has no separate BOS: <|endoftext|> starts texts
 # weight scales that put most rewards inside (0, 1), where the processor's clamp does not hide them
 # (ARM without a baseline has no bias: about half its rewards are negative and clamp to 0)
-SCALES = {"rad": 0.05, "arm": 0.15, "arm-baseline": 0.02, "arm-mlp": 0.05, "arm-distill": 0.02}
+SCALES = {
+    "rad": 0.05,
+    "arm": 0.15,
+    "arm-baseline": 0.02,
+    "arm-mlp": 0.05,
+    "arm-distill": 0.02,
+    "arm-lowrank-r4": 0.1,
+    "free-head": 0.1,
+}
 PROMPTS = ["The quick brown fox jumps over", "Hi", "A somewhat longer prompt, with a comma, goes here"]
 
 
 def randomised(parametrization: str, seed: int = 0, offset: float = 0.0, scale: float = 0.15) -> RewardModel:
     """Random (not zero-init) reward weights, so that every prefix and token gets its own reward."""
-    model = build_reward_model(RewardConfig(parametrization=parametrization, backbone=TINY_GPT2, mlp_rank=6,
-                                            attributes=["toxicity", "insult"]))
+    model = build_reward_model(
+        RewardConfig(parametrization=parametrization, backbone=TINY_GPT2, mlp_rank=6, attributes=["toxicity", "insult"])
+    )
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -143,7 +152,15 @@ def test_interface_properties(parametrization):
     state = model.new_state()
     assert isinstance(state, PrefixCache)
     assert isinstance(state, RADState if parametrization == "rad" else ARMState)
-    bound = {"rad": None, "arm": 64, "arm-baseline": 65, "arm-mlp": 6 + 1, "arm-distill": 65}[parametrization]
+    bound = {
+        "rad": None,
+        "arm": 64,
+        "arm-baseline": 65,
+        "arm-mlp": 6 + 1,
+        "arm-distill": 65,
+        "arm-lowrank-r4": 4 + 1,
+        "free-head": 65,
+    }[parametrization]
     assert model.rank_bound() == bound
     cost = model.step_cost(10)
     assert set(cost) == {"trunk_params", "extra_params", "positions"}

@@ -34,14 +34,20 @@ def test_agreement_command_on_the_mirror(data_root, tmp_path):
     from bench.cli import main
 
     out = tmp_path / "scorer_agreement.csv"
-    assert main(["agreement", "--out", str(out), "--max-rows", "400"]) == 0
-    lines = out.read_text().splitlines()
-    assert lines[0].split(",")[:3] == ["scorer", "scorer_version", "reference"]
-    assert len(lines) == 5 and out.with_suffix(".md").exists()
-    jig = lines[-1].split(",")
-    assert jig[2] == "jigsaw labels" and jig[3] == "400" and float(jig[6]) > 0.85
-    cont = next(l for l in lines if "RTP continuations" in l).split(",")
-    assert 0.3 < float(cont[5]) <= 1.0  # Spearman with Perspective on continuations is clearly positive
+    assert (
+        main(["agreement", "--scorer", "profanity-check", "--out", str(out), "--max-rows", "400", "--n-boot", "50"])
+        == 0
+    )
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0])[:4] == ["judge", "judge_version", "attribute", "reference_set"]
+    assert len(rows) == 7 + 1 and out.with_suffix(".md").exists()  # 7 toxicity references + VADER on SST-2
+    jig = next(r for r in rows if r["reference_set"] == "jigsaw-2018-test")
+    assert jig["n"] == "400" and float(jig["auc"]) > 0.85
+    assert float(jig["auc_lo"]) <= float(jig["auc"]) <= float(jig["auc_hi"])
+    cont = next(r for r in rows if r["reference_set"] == "rtp-continuations")
+    assert cont["headline"] == "True" and 0.3 < float(cont["spearman"]) <= 1.0  # clearly positive
 
 
 # ---------------------------------------------------------------- TF-IDF sentiment
@@ -107,16 +113,33 @@ def _tiny_detoxify(tmp_path, extra=None):
     folder.mkdir()
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     tok = BertTokenizer(str(folder / "vocab.txt"))
-    cfg = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, num_labels=len(CLASSES))
+    cfg = BertConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=len(CLASSES),
+    )
     torch.manual_seed(0)
     model = BertForSequenceClassification(cfg).eval()
     cfg.save_pretrained(folder)
     tok.save_pretrained(folder)
-    ckpt = {"config": {"arch": {"args": {"model_type": "bert-base-uncased", "model_name": "BertForSequenceClassification",
-                                         "tokenizer_name": "BertTokenizer", "num_classes": len(CLASSES)}},
-                       "dataset": {"args": {"classes": CLASSES}}},
-            "state_dict": model.state_dict()}
+    ckpt = {
+        "config": {
+            "arch": {
+                "args": {
+                    "model_type": "bert-base-uncased",
+                    "model_name": "BertForSequenceClassification",
+                    "tokenizer_name": "BertTokenizer",
+                    "num_classes": len(CLASSES),
+                }
+            },
+            "dataset": {"args": {"classes": CLASSES}},
+        },
+        "state_dict": model.state_dict(),
+    }
     if extra:
         ckpt.update(extra)
     path = folder / "tiny.ckpt"
@@ -177,13 +200,21 @@ def test_perspective_retries_backoff_and_nan(monkeypatch, caplog):
 
     secret = "SECRET-KEY-123"
     monkeypatch.setenv("PERSPECTIVE_API_KEY", secret)
-    session = FakeSession([FakeResponse(429), ok(0.8),              # text 1: retried once
-                           FakeResponse(400),                        # text 2: not retryable -> NaN
-                           ConnectionError(f"https://x?key={secret}"), FakeResponse(503), FakeResponse(503)])  # text 3
+    session = FakeSession(
+        [
+            FakeResponse(429),
+            ok(0.8),  # text 1: retried once
+            FakeResponse(400),  # text 2: not retryable -> NaN
+            ConnectionError(f"https://x?key={secret}"),
+            FakeResponse(503),
+            FakeResponse(503),
+        ]
+    )  # text 3
     sleeps = []
     clock = iter(range(1000))
-    scorer = PerspectiveScorer(qps=1000, max_retries=2, backoff_s=1.5, session=session, sleep=sleeps.append,
-                               clock=lambda: float(next(clock)))
+    scorer = PerspectiveScorer(
+        qps=1000, max_retries=2, backoff_s=1.5, session=session, sleep=sleeps.append, clock=lambda: float(next(clock))
+    )
     with caplog.at_level(logging.DEBUG):
         got = scorer.score(["a", "b", "c"])
     assert got[0] == 0.8 and math.isnan(got[1]) and math.isnan(got[2])
@@ -208,8 +239,9 @@ def test_perspective_rate_limit_and_missing_key(monkeypatch):
         sleeps.append(s)
         now[0] += s
 
-    scorer = PerspectiveScorer(qps=2.0, session=FakeSession([ok(0.1), ok(0.2), ok(0.3)]), sleep=sleep,
-                               clock=lambda: now[0])
+    scorer = PerspectiveScorer(
+        qps=2.0, session=FakeSession([ok(0.1), ok(0.2), ok(0.3)]), sleep=sleep, clock=lambda: now[0]
+    )
     assert scorer.score(["a", "b", "c"]) == [0.1, 0.2, 0.3]
     assert sleeps == [0.5, 0.5]  # at most 2 requests per second
 
@@ -234,9 +266,16 @@ def test_hf_sentiment_scorer_from_a_local_folder(tmp_path):
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     _, _, tok = _tiny_detoxify(tmp_path)
-    cfg = DistilBertConfig(vocab_size=tok.vocab_size, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
-                           max_position_embeddings=64, id2label={0: "NEGATIVE", 1: "POSITIVE"},
-                           label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    cfg = DistilBertConfig(
+        vocab_size=tok.vocab_size,
+        dim=16,
+        n_layers=1,
+        n_heads=2,
+        hidden_dim=32,
+        max_position_embeddings=64,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+    )
     torch.manual_seed(1)
     model = DistilBertForSequenceClassification(cfg).eval()
     folder = tmp_path / "sst2-tiny"
@@ -248,3 +287,20 @@ def test_hf_sentiment_scorer_from_a_local_folder(tmp_path):
         want = torch.softmax(model(**tok(texts, return_tensors="pt", padding=True)).logits, -1)[:, 1].tolist()
     np.testing.assert_allclose(scorer.score(texts), want, rtol=1e-5)
     assert scorer.attribute == "positive" and scorer.name == "hf:sst2-tiny"
+
+
+def test_detoxify_download_is_checked_against_its_pinned_sha256(tmp_path, monkeypatch):
+    """The online path: a downloaded official checkpoint whose sha256 differs is refused and not cached."""
+    from bench.metrics import toxicity
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def fake_download(url, dst, progress=True):
+        with open(dst, "wb") as fh:
+            fh.write(b"not the release")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    with pytest.raises(ModelError, match=r"toxic_original-c1212f89.ckpt: sha256 .* does not match the pinned c1212f89"):
+        build_scorer("detoxify:original")
+    assert not list((tmp_path / "hub" / "checkpoints").iterdir())  # nothing half-written or wrong left behind
+    assert toxicity.DETOXIFY_SHA256["toxic_original-c1212f89.ckpt"].startswith("c1212f89")

@@ -36,7 +36,7 @@ class _Resp:
 class _FakeSession:
     """Stands in for requests.Session: answers Perspective requests offline, records what was sent."""
 
-    instances: list["_FakeSession"] = []
+    instances: list[_FakeSession] = []
 
     def __init__(self, *a, **k):
         self.sent: list[tuple[str, dict]] = []
@@ -71,23 +71,44 @@ def test_perspective_key_never_written_or_logged(tmp_path, monkeypatch, caplog, 
     monkeypatch.setattr(persp, "PerspectiveScorer", FastPerspective)
     _FakeSession.instances.clear()
     gens = tmp_path / "gen.jsonl"
-    gens.write_text("".join(json.dumps({"id": f"p{i}", "prompt": "Hi", "continuations": c}) + "\n" for i, c in
-                            enumerate([[" fine", " boom"], [" quota", " ok then"]])))
-    Path(f"{gens}.meta.json").write_text(json.dumps({"method": "plain", "beta": 0, "top_k": 5, "task": "detox",
-                                                     "base": TINY_GPT2}))
+    gens.write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "prompt": "Hi", "continuations": c}) + "\n"
+            for i, c in enumerate([[" fine", " boom"], [" quota", " ok then"]])
+        )
+    )
+    Path(f"{gens}.meta.json").write_text(
+        json.dumps({"method": "plain", "beta": 0, "top_k": 5, "task": "detox", "base": TINY_GPT2})
+    )
     out = tmp_path / "out"
     caplog.set_level(logging.DEBUG)
-    rc = bench_main(["-v", "score", "--generations", str(gens), "--metrics", "toxicity,diversity",
-                     "--toxicity-scorer", "perspective", "--cache", str(out / "cache.sqlite"),
-                     "--out-scores", str(out / "scores.jsonl"), "--out-summary", str(out / "summary.csv"),
-                     "--device", "cpu"])
+    rc = bench_main(
+        [
+            "-v",
+            "score",
+            "--generations",
+            str(gens),
+            "--metrics",
+            "toxicity,diversity",
+            "--toxicity-scorer",
+            "perspective",
+            "--cache",
+            str(out / "cache.sqlite"),
+            "--out-scores",
+            str(out / "scores.jsonl"),
+            "--out-summary",
+            str(out / "summary.csv"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     # the key was really used (so the scan below is meaningful) ...
     sent = [p for s in _FakeSession.instances for _, p in s.sent]
     assert sent and all(p.get("key") == FAKE_KEY for p in sent)
     assert all(FAKE_KEY not in url for s in _FakeSession.instances for url, _ in s.sent)
     # ... failures were NaN (null), not 0
-    rows = [json.loads(l) for l in (out / "scores.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert [r["toxicity"] is None for r in rows] == [False, True, True, False]
     # ... and it is nowhere in what the run left behind
     captured = capsys.readouterr()
@@ -162,18 +183,43 @@ def test_pickle_in_training_resume_state_is_refused(tmp_path):
     train = write_train_split(tmp_path / "train.jsonl", 16)
     heldout = write_train_split(tmp_path / "held.jsonl", 4, seed=1)
     out = tmp_path / "rm"
-    args = ["train", "--parametrization", "rad", "--backbone", TINY_GPT2, "--num-layers", "1", "--train", str(train),
-            "--heldout", str(heldout), "--out", str(out), "--steps", "4", "--batch-size", "2", "--max-length", "8",
-            "--checkpoint-every", "2", "--eval-every", "4", "--device", "cpu"]
+    args = [
+        "train",
+        "--parametrization",
+        "rad",
+        "--backbone",
+        TINY_GPT2,
+        "--num-layers",
+        "1",
+        "--train",
+        str(train),
+        "--heldout",
+        str(heldout),
+        "--out",
+        str(out),
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--eval-every",
+        "4",
+        "--device",
+        "cpu",
+    ]
     # a real checkpoint folder to tamper with: run 2 steps' worth, then pretend the run was killed
-    assert bench_main(args[:args.index("--steps") + 1] + ["2"] + args[args.index("--steps") + 2:]) == 0
+    assert bench_main(args[: args.index("--steps") + 1] + ["2"] + args[args.index("--steps") + 2 :]) == 0
     import shutil
 
     ckpt = Path(f"{out}.ckpt")
     if not ckpt.exists():  # a finished run cleans its checkpoints: build the resume state by hand
         ckpt.mkdir()
-        (ckpt / "latest.json").write_text(json.dumps({"step": 2, "weights": "step-00000002.safetensors",
-                                                       "state": "step-00000002.pt"}))
+        (ckpt / "latest.json").write_text(
+            json.dumps({"step": 2, "weights": "step-00000002.safetensors", "state": "step-00000002.pt"})
+        )
         shutil.copy(out / "model.safetensors", ckpt / "step-00000002.safetensors")
     shutil.rmtree(out)
     meta = json.loads((ckpt / "latest.json").read_text())

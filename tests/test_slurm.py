@@ -22,15 +22,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers_reliability import comparable_table
 
-from helpers_reliability import REPO, bench_env
+from helpers_reliability import REPO, bench_env, comparable_table
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SCRIPT = REPO / "scripts" / "slurm_local.sh"
 PROFILE = REPO / "profiles" / "slurm"
-LOCAL_RULES = {"all", "merge_splits", "tables", "figures"}
+LOCAL_RULES = {"all", "run_stamp", "merge_splits"}  # statistics (tables, figures, cost) are SLURM jobs too
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
@@ -51,14 +50,16 @@ def slurm_cluster():
         _skip("starting a local SLURM cluster needs root (apt-get, system daemons)")
     status = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True)
     was_running = status.returncode == 0
-    # two simulated GPUs: the profile asks one per train/generate/score job, the node has 2 CPUs
+    # two simulated GPUs, for configs whose resources ask one per train/generate/score job (the node has 2 CPUs)
     env = dict(os.environ, SLURM_LOCAL_GPUS=os.environ.get("SLURM_LOCAL_GPUS", "2"))
     start = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, env=env, timeout=900)
     if start.returncode == 4:
         _skip(f"SLURM packages cannot be installed: {start.stderr.strip()[-500:]}")
     if start.returncode != 0:
-        _skip(f"the local SLURM cluster cannot start (exit {start.returncode}): "
-              f"{(start.stdout + start.stderr).strip()[-800:]}")
+        _skip(
+            f"the local SLURM cluster cannot start (exit {start.returncode}): "
+            f"{(start.stdout + start.stderr).strip()[-800:]}"
+        )
     yield
     if not was_running:  # leave the machine as we found it (config parked: snakemake stays fast)
         subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
@@ -79,9 +80,21 @@ def _write_config(run_dir: Path) -> Path:
 
 def _snakemake_cmd(run_dir: Path, *extra: str) -> list[str]:
     # targets (none here: rule all) would go BEFORE any --default-resources/--set-resources flags
-    return ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
-            "--configfile", str(run_dir / "config.yaml"), "--profile", str(PROFILE), "--jobs", "4",
-            "--slurm-keep-successful-logs", *extra]
+    return [
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(run_dir),
+        "--configfile",
+        str(run_dir / "config.yaml"),
+        "--profile",
+        str(PROFILE),
+        "--jobs",
+        "4",
+        "--slurm-keep-successful-logs",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -123,6 +136,7 @@ def test_pipeline_runs_through_slurm_and_survives_scancel(slurm_cluster, tmp_pat
     rules = _remote_rule_blocks(log)
     assert rules, "no job ran as a SLURM job"
     assert not set(rules) & LOCAL_RULES
+    assert {"tables", "figures", "cost"} <= set(rules), "statistics ran on the submitting node"
     assert len(submitted) == len(rules), f"{len(rules)} non-local jobs but {len(submitted)} SLURM submissions"
     states = _squeue_all()
     for jobid, job_log in submitted:
@@ -131,8 +145,9 @@ def test_pipeline_runs_through_slurm_and_survives_scancel(slurm_cluster, tmp_pat
     # the job's own log (written by SLURM, named by its id) shows the step ran inside that allocation
     for jobid, job_log in submitted:
         assert Path(job_log).name == f"{jobid}.log"
-        assert "Finished jobid" in Path(job_log).read_text(errors="replace") or \
-            "steps (100%) done" in Path(job_log).read_text(errors="replace"), job_log
+        assert "Finished jobid" in Path(job_log).read_text(errors="replace") or "steps (100%) done" in Path(
+            job_log
+        ).read_text(errors="replace"), job_log
     ref = _outputs(run1)
     assert any(k.startswith("work/gen/") for k in ref) and any(k.startswith("results/tables") for k in ref)
 
@@ -145,9 +160,14 @@ def test_pipeline_runs_through_slurm_and_survives_scancel(slurm_cluster, tmp_pat
     # A training job pauses right after its first checkpoint is on disk (bench.utils.testhooks), so the cancel
     # lands at that point on any machine, never after a guessed delay; the others are released afterwards.
     pause = tmp_path / "pause"
-    proc = subprocess.Popen(_snakemake_cmd(run2), stdout=log_file, stderr=subprocess.STDOUT, text=True,
-                            env={**_env(), "BENCH_TEST_PAUSE_AT": "train-checkpoint:1",
-                                 "BENCH_TEST_PAUSE_DIR": str(pause)}, start_new_session=True)
+    proc = subprocess.Popen(
+        _snakemake_cmd(run2),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**_env(), "BENCH_TEST_PAUSE_AT": "train-checkpoint:1", "BENCH_TEST_PAUSE_DIR": str(pause)},
+        start_new_session=True,
+    )
     cancelled = None
     deadline = time.monotonic() + 900
     try:
@@ -177,20 +197,26 @@ def test_pipeline_runs_through_slurm_and_survives_scancel(slurm_cluster, tmp_pat
     assert proc.returncode != 0, "snakemake reported success although a job was cancelled"
 
     t0 = time.monotonic()
-    rerun = subprocess.run(_snakemake_cmd(run2, "--rerun-incomplete"), capture_output=True, text=True,
-                           env=_env(), timeout=1800)
+    rerun = subprocess.run(
+        _snakemake_cmd(run2, "--rerun-incomplete"), capture_output=True, text=True, env=_env(), timeout=1800
+    )
     if rerun.returncode != 0 and "locked" in (rerun.stdout + rerun.stderr).lower():
         subprocess.run(_snakemake_cmd(run2, "--unlock"), capture_output=True, text=True, env=_env(), check=True)
-        rerun = subprocess.run(_snakemake_cmd(run2, "--rerun-incomplete"), capture_output=True, text=True,
-                               env=_env(), timeout=1800)
+        rerun = subprocess.run(
+            _snakemake_cmd(run2, "--rerun-incomplete"), capture_output=True, text=True, env=_env(), timeout=1800
+        )
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-6000:]
-    print(f"rerun with --rerun-incomplete: {time.monotonic() - t0:.0f} s wall, "
-          f"{len(SUBMITTED.findall(rerun.stdout + rerun.stderr))} SLURM jobs", file=sys.stderr)
+    print(
+        f"rerun with --rerun-incomplete: {time.monotonic() - t0:.0f} s wall, "
+        f"{len(SUBMITTED.findall(rerun.stdout + rerun.stderr))} SLURM jobs",
+        file=sys.stderr,
+    )
     assert SUBMITTED.findall(rerun.stdout + rerun.stderr), "the rerun submitted nothing to SLURM"
     got = _outputs(run2)
     assert sorted(got) == sorted(ref)
-    differ = {k: _differing_columns(ref[k], got[k]) if k.endswith(".csv") else "bytes differ"
-              for k in ref if got[k] != ref[k]}
+    differ = {
+        k: _differing_columns(ref[k], got[k]) if k.endswith(".csv") else "bytes differ" for k in ref if got[k] != ref[k]
+    }
     print(f"compared {len(ref)} files (generations + tables); differing: {differ or 'none'}", file=sys.stderr)
     assert not differ, f"outputs differ from the uninterrupted run after scancel + rerun: {differ}"
 

@@ -51,8 +51,9 @@ def _data(path, max_length=16, attributes=("toxicity",)):
 
 def _model(parametrization: str, seed: int = 0, attributes=("toxicity",)):
     torch.manual_seed(seed)
-    return build_reward_model(RewardConfig(parametrization=parametrization, backbone=TINY_GPT2, mlp_rank=8,
-                                           attributes=list(attributes)))
+    return build_reward_model(
+        RewardConfig(parametrization=parametrization, backbone=TINY_GPT2, mlp_rank=8, attributes=list(attributes))
+    )
 
 
 def test_collator_bos_truncation_padding_and_labels(splits, tmp_path):
@@ -60,7 +61,10 @@ def test_collator_bos_truncation_padding_and_labels(splits, tmp_path):
     ds = LabeledTexts([("a b c d e f g", [1.0, 0.5]), ("hi", [0.0, 0.25])], tok, max_length=4)
     batch = Collator(tok.pad_token_id)([ds[0], ds[1]])
     hi = tok("hi", add_special_tokens=False)["input_ids"]
-    assert batch["input_ids"][0].tolist() == [tok.bos_token_id] + tok("a b c d e f g", add_special_tokens=False)["input_ids"][:3]
+    assert (
+        batch["input_ids"][0].tolist()
+        == [tok.bos_token_id] + tok("a b c d e f g", add_special_tokens=False)["input_ids"][:3]
+    )
     assert batch["input_ids"][1].tolist()[: 1 + len(hi)] == [tok.bos_token_id] + hi
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1] * (1 + len(hi)) + [0] * (3 - len(hi))]
     assert batch["labels"].tolist() == [[1.0, 0.5], [0.0, 0.25]]
@@ -75,9 +79,12 @@ def test_training_learns_a_token_signal(parametrization, splits, tmp_path):
     train, heldout = _data(splits[0]), _data(splits[1])
     model = _model(parametrization)
     before = evaluate(model, heldout, Collator(load_tokenizer(TINY_GPT2).pad_token_id), 32, torch.device("cpu"))
-    cfg = TrainConfig(steps=100, batch_size=16, lr=1e-3, warmup_steps=10, eval_every=50, checkpoint_every=0,
-                      device="cpu")
-    summary = Trainer(model, cfg, train, heldout, tmp_path / "rm", pad_id=load_tokenizer(TINY_GPT2).pad_token_id).train()
+    cfg = TrainConfig(
+        steps=100, batch_size=16, lr=1e-3, warmup_steps=10, eval_every=50, checkpoint_every=0, device="cpu"
+    )
+    summary = Trainer(
+        model, cfg, train, heldout, tmp_path / "rm", pad_id=load_tokenizer(TINY_GPT2).pad_token_id
+    ).train()
     after = summary["final"]
     assert before["heldout_mse"] > 0.3  # untrained: reward 0 for every text, half of the labels are 1
     assert after["heldout_mse"] < 0.1, after
@@ -98,8 +105,20 @@ def test_killed_then_resumed_run_matches_uninterrupted(parametrization, splits, 
     """Dropout is on (random GPT-2 has p=0.1) and accumulation is 2: RNG and data order must be replayed."""
     train, heldout = _data(splits[0]), _data(splits[1])
     pad = load_tokenizer(TINY_GPT2).pad_token_id
-    cfg = TrainConfig(steps=7, batch_size=8, grad_accum=2, lr=1e-3, warmup_steps=2, schedule="cosine",
-                      weight_decay=0.01, eval_every=3, eval_size=20, checkpoint_every=2, device="cpu", seed=3)
+    cfg = TrainConfig(
+        steps=7,
+        batch_size=8,
+        grad_accum=2,
+        lr=1e-3,
+        warmup_steps=2,
+        schedule="cosine",
+        weight_decay=0.01,
+        eval_every=3,
+        eval_size=20,
+        checkpoint_every=2,
+        device="cpu",
+        seed=3,
+    )
     assert _model(parametrization).backbone.config.resid_pdrop > 0
 
     Trainer(_model(parametrization), cfg, train, heldout, tmp_path / "full", pad_id=pad).train()
@@ -141,8 +160,18 @@ def test_early_stopping_saves_the_best_step(splits, tmp_path):
     With a constant learning rate the saved model is then exactly the model of a 3-step run."""
     train, heldout = _data(splits[0]), _data(splits[1])
     pad = load_tokenizer(TINY_GPT2).pad_token_id
-    cfg = TrainConfig(steps=30, batch_size=8, lr=1e-3, schedule="constant", eval_every=3, eval_size=20,
-                      patience=2, min_delta=10.0, checkpoint_every=0, device="cpu")
+    cfg = TrainConfig(
+        steps=30,
+        batch_size=8,
+        lr=1e-3,
+        schedule="constant",
+        eval_every=3,
+        eval_size=20,
+        patience=2,
+        min_delta=10.0,
+        checkpoint_every=0,
+        device="cpu",
+    )
     summary = Trainer(_model("arm-baseline"), cfg, train, heldout, tmp_path / "es", pad_id=pad).train()
     assert (summary["steps"], summary["best_step"], summary["max_steps"]) == (9, 3, 30)
     assert summary["stop_reason"] == "early_stopping" and summary["monitor"] == "heldout_mse"
@@ -155,8 +184,10 @@ def test_early_stopping_saves_the_best_step(splits, tmp_path):
     short = dataclasses.replace(cfg, steps=3, patience=0)
     ref = Trainer(_model("arm-baseline"), short, train, heldout, tmp_path / "ref", pad_id=pad).train()
     assert ref["stop_reason"] == "max_steps" and ref["steps"] == ref["best_step"] == 3
-    assert _tensors_equal(load_reward_model(tmp_path / "es").trainable_state_dict(),
-                          load_reward_model(tmp_path / "ref").trainable_state_dict())
+    assert _tensors_equal(
+        load_reward_model(tmp_path / "es").trainable_state_dict(),
+        load_reward_model(tmp_path / "ref").trainable_state_dict(),
+    )
     # the default min_delta = 0: a real improvement replaces the best
     cfg2 = dataclasses.replace(cfg, min_delta=0.0, patience=0, steps=9)
     s2 = Trainer(_model("arm-baseline"), cfg2, train, heldout, tmp_path / "all", pad_id=pad).train()
@@ -170,8 +201,18 @@ def test_killed_run_resumes_its_early_stopping_state(splits, tmp_path):
     save the best weights from the checkpoint, not the weights it has when it stops."""
     train, heldout = _data(splits[0]), _data(splits[1])
     pad = load_tokenizer(TINY_GPT2).pad_token_id
-    cfg = TrainConfig(steps=40, batch_size=8, lr=1e-3, eval_every=2, eval_size=20, patience=2, min_delta=10.0,
-                      checkpoint_every=4, device="cpu", seed=1)
+    cfg = TrainConfig(
+        steps=40,
+        batch_size=8,
+        lr=1e-3,
+        eval_every=2,
+        eval_size=20,
+        patience=2,
+        min_delta=10.0,
+        checkpoint_every=4,
+        device="cpu",
+        seed=1,
+    )
     full = Trainer(_model("arm"), cfg, train, heldout, tmp_path / "full", pad_id=pad).train()
     assert (full["steps"], full["best_step"], full["stop_reason"]) == (6, 2, "early_stopping")
 
@@ -187,8 +228,9 @@ def test_killed_run_resumes_its_early_stopping_state(splits, tmp_path):
     resumed = Trainer(_model("arm", seed=5), cfg, train, heldout, out, pad_id=pad).train()
     assert resumed["resumed_from_step"] == 4
     assert (resumed["steps"], resumed["best_step"], resumed["stop_reason"]) == (6, 2, "early_stopping")
-    assert _tensors_equal(load_reward_model(tmp_path / "full").trainable_state_dict(),
-                          load_reward_model(out).trainable_state_dict())
+    assert _tensors_equal(
+        load_reward_model(tmp_path / "full").trainable_state_dict(), load_reward_model(out).trainable_state_dict()
+    )
 
 
 def test_resume_with_changed_batch_settings_starts_over_loudly(splits, tmp_path, caplog):
@@ -215,9 +257,33 @@ def test_cli_train_writes_a_reloadable_folder(splits, tmp_path, capsys):
     from bench.cli import main
 
     out = tmp_path / "rm"
-    rc = main(["train", "--parametrization", "arm-baseline", "--backbone", TINY_GPT2, "--train", str(splits[0]),
-               "--heldout", str(splits[1]), "--steps", "6", "--batch-size", "4", "--eval-every", "3",
-               "--checkpoint-every", "2", "--max-length", "16", "--out", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            "--parametrization",
+            "arm-baseline",
+            "--backbone",
+            TINY_GPT2,
+            "--train",
+            str(splits[0]),
+            "--heldout",
+            str(splits[1]),
+            "--steps",
+            "6",
+            "--batch-size",
+            "4",
+            "--eval-every",
+            "3",
+            "--checkpoint-every",
+            "2",
+            "--max-length",
+            "16",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["out"] == str(out) and printed["steps_per_s"] > 0
@@ -229,8 +295,23 @@ def test_cli_train_writes_a_reloadable_folder(splits, tmp_path, capsys):
     assert summary["final"]["heldout_auc/length"] is None  # non-binary labels: MSE only
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 2
     assert not checkpoint_dir(out).exists()
-    bad = main(["train", "--parametrization", "arm", "--backbone", TINY_GPT2, "--train", str(splits[0]),
-                "--attributes", "toxicity,threat", "--out", str(tmp_path / "x"), "--steps", "1"])
+    bad = main(
+        [
+            "train",
+            "--parametrization",
+            "arm",
+            "--backbone",
+            TINY_GPT2,
+            "--train",
+            str(splits[0]),
+            "--attributes",
+            "toxicity,threat",
+            "--out",
+            str(tmp_path / "x"),
+            "--steps",
+            "1",
+        ]
+    )
     assert bad == 2
 
 
@@ -241,15 +322,22 @@ def test_distillation_brings_student_to_teacher(splits, tmp_path):
     pad = load_tokenizer(TINY_GPT2).pad_token_id
     train, heldout = _data(splits[0]), _data(splits[1])
     teacher_dir = tmp_path / "rad"
-    Trainer(_model("rad"), TrainConfig(steps=40, batch_size=16, lr=1e-3, eval_every=0, checkpoint_every=0,
-                                       device="cpu"), train, heldout, teacher_dir, pad_id=pad).train()
+    Trainer(
+        _model("rad"),
+        TrainConfig(steps=40, batch_size=16, lr=1e-3, eval_every=0, checkpoint_every=0, device="cpu"),
+        train,
+        heldout,
+        teacher_dir,
+        pad_id=pad,
+    ).train()
     teacher = load_reward_model(teacher_dir, expected_parametrization="rad")
 
     # the candidate path agrees with the teacher's forward on the observed next token
     batch = Collator(pad)([train[i] for i in range(3)])
     obj = DistillObjective(teacher, DistillConfig(num_candidates=3), ["toxicity"])
-    cands = obj.candidates(batch["input_ids"], batch["attention_mask"], teacher.vocab_size,
-                           torch.Generator().manual_seed(0))
+    cands = obj.candidates(
+        batch["input_ids"], batch["attention_mask"], teacher.vocab_size, torch.Generator().manual_seed(0)
+    )
     t_cand = obj.teacher_candidates(batch["input_ids"], batch["attention_mask"], cands)
     with torch.no_grad():
         t_fwd = teacher(batch["input_ids"], batch["attention_mask"])
@@ -257,10 +345,37 @@ def test_distillation_brings_student_to_teacher(splits, tmp_path):
     assert torch.allclose(t_cand[:, :-1, 0][real], t_fwd[:, 1:][real], atol=1e-4)
 
     out = tmp_path / "student"
-    rc = main(["train", "--parametrization", "arm-distill", "--teacher", str(teacher_dir), "--train", str(splits[0]),
-               "--heldout", str(splits[1]), "--steps", "60", "--batch-size", "8", "--lr", "1e-3",
-               "--max-length", "12", "--eval-every", "0", "--checkpoint-every", "0", "--distill-k", "4",
-               "--out", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            "--parametrization",
+            "arm-distill",
+            "--teacher",
+            str(teacher_dir),
+            "--train",
+            str(splits[0]),
+            "--heldout",
+            str(splits[1]),
+            "--steps",
+            "60",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--max-length",
+            "12",
+            "--eval-every",
+            "0",
+            "--checkpoint-every",
+            "0",
+            "--distill-k",
+            "4",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     student = load_reward_model(out, expected_parametrization="arm-distill")
     assert student.config.baseline and student.config.backbone == TINY_GPT2
@@ -274,7 +389,10 @@ def test_distillation_brings_student_to_teacher(splits, tmp_path):
     assert gap_after < 0.3 * gap_before, (gap_after, gap_before)
     # the summary reports the fit to the teacher on held-out texts (prefixes and candidates) and to the labels
     final = json.loads((out / "train_summary.json").read_text())["final"]
-    assert final["heldout_mse"] >= 0 and json.loads((out / "train_summary.json").read_text())["monitor"] == "heldout_objective"
+    assert (
+        final["heldout_mse"] >= 0
+        and json.loads((out / "train_summary.json").read_text())["monitor"] == "heldout_objective"
+    )
     for part in ("distill_forward", "distill_candidates"):
         assert 0 <= final[f"heldout_objective/{part}"] < 0.3 * gap_before, (part, final, gap_before)
 
@@ -294,10 +412,13 @@ def test_jigsaw_rad_and_arm_baseline_beat_chance(data_root, tmp_path):
     for parametrization in ("rad", "arm-baseline"):
         torch.manual_seed(0)
         model = build_reward_model(RewardConfig(parametrization=parametrization, backbone=spec, num_layers=2))
-        cfg = TrainConfig(steps=150, batch_size=16, lr=3e-4, warmup_steps=15, eval_every=0, checkpoint_every=0,
-                          device="cpu")
+        cfg = TrainConfig(
+            steps=150, batch_size=16, lr=3e-4, warmup_steps=15, eval_every=0, checkpoint_every=0, device="cpu"
+        )
         summary = Trainer(model, cfg, train, heldout, tmp_path / parametrization, pad_id=tok.pad_token_id).train()
-        logging.getLogger(__name__).info("jigsaw %s: held-out AUC %.3f", parametrization, summary["final"]["heldout_auc"])
+        logging.getLogger(__name__).info(
+            "jigsaw %s: held-out AUC %.3f", parametrization, summary["final"]["heldout_auc"]
+        )
         assert summary["final"]["heldout_auc"] > 0.7, (parametrization, summary["final"])
 
 

@@ -25,8 +25,9 @@ import math
 import os
 import platform
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,7 +47,7 @@ LOOP_SPEEDUP_K = 20  # ... at k = 20
 
 
 def all_methods() -> list[str]:
-    """"plain" plus every registered parametrization and its latency variants (e.g. rad-loop)."""
+    """ "plain" plus every registered parametrization and its latency variants (e.g. rad-loop)."""
     from bench.rewards.registry import latency_methods
 
     return ["plain", *latency_methods()]
@@ -92,11 +93,12 @@ class LatencyConfig:
             if not v > 0 or not math.isfinite(v):
                 raise ConfigError(f"latency: '{key}' must be a positive number, got {v}")
         if self.min_samples < 2 or self.retries < 0:
-            raise ConfigError(f"latency: need min_samples >= 2 and retries >= 0, got {self.min_samples}, "
-                              f"{self.retries}")
+            raise ConfigError(
+                f"latency: need min_samples >= 2 and retries >= 0, got {self.min_samples}, {self.retries}"
+            )
 
     @property
-    def thresholds(self) -> "Thresholds":
+    def thresholds(self) -> Thresholds:
         return Thresholds(self.spread_max, self.drift_max, self.load_max, self.min_samples)
 
 
@@ -125,8 +127,13 @@ def relative_iqr(values: list[float]) -> float:
     return (s["q3"] - s["q1"]) / s["median"] if s["median"] > 0 else math.inf
 
 
-def assess(samples: list[float], plain_before: list[float] | None, plain_after: list[float] | None,
-           others_cpu: float, th: Thresholds) -> list[str]:
+def assess(
+    samples: list[float],
+    plain_before: list[float] | None,
+    plain_after: list[float] | None,
+    others_cpu: float,
+    th: Thresholds,
+) -> list[str]:
     """Why a cell's timing cannot be trusted (empty: it can). Samples are seconds per decode.
 
     Checked: enough samples; spread (IQR/median) of the cell and of each plain measurement next to it; drift of
@@ -162,7 +169,7 @@ def verdict(value: float, bound: float, reasons: list[str], at_least: bool = Fal
 class LoadProbe:
     """The machine's load while a block ran: other processes' share of all CPUs (psutil) and the load average."""
 
-    def __enter__(self) -> "LoadProbe":
+    def __enter__(self) -> LoadProbe:
         import psutil
 
         self._psutil = psutil
@@ -204,8 +211,16 @@ class Timing:
         return statistics.median(self.times)
 
 
-def timed(fn: Callable[[], Any], *, min_run_time: float = 0.2, max_run_time: float = 1.0, spread_max: float = 0.10,
-          min_samples: int = 4, expected_s: float | None = None, label: str = "") -> Timing:
+def timed(
+    fn: Callable[[], Any],
+    *,
+    min_run_time: float = 0.2,
+    max_run_time: float = 1.0,
+    spread_max: float = 0.10,
+    min_samples: int = 4,
+    expected_s: float | None = None,
+    label: str = "",
+) -> Timing:
     """Time `fn()` with `Timer.adaptive_autorange` (stops once IQR/median < spread_max) and the machine's load.
 
     The time limit stretches so that `min_samples` calls of about `expected_s` seconds fit.
@@ -243,8 +258,9 @@ class LoopScoring:
 
     def __init__(self, model: RewardModel) -> None:
         if not hasattr(model, "score_candidates_loop"):
-            raise ConfigError(f"latency: method '{LOOP}' needs a RAD model (with score_candidates_loop), "
-                              f"got {type(model).__name__}")
+            raise ConfigError(
+                f"latency: method '{LOOP}' needs a RAD model (with score_candidates_loop), got {type(model).__name__}"
+            )
         self._model = model
 
     def score_candidates(self, *args, **kwargs):
@@ -260,11 +276,21 @@ class Decoder:
     Each call resets the sampler's row generators, so every repeat samples the same tokens (same work).
     """
 
-    def __init__(self, lm: nn.Module, tokenizer, reward_model: RewardModel | LoopScoring | None,
-                 prompt: torch.Tensor, new_tokens: int, k: int, beta: float, seed: int) -> None:
+    def __init__(
+        self,
+        lm: nn.Module,
+        tokenizer,
+        reward_model: RewardModel | LoopScoring | None,
+        prompt: torch.Tensor,
+        new_tokens: int,
+        k: int,
+        beta: float,
+        seed: int,
+    ) -> None:
         vocab = int(lm.get_input_embeddings().weight.shape[0])
-        self.processor = TopKRewardLogitsProcessor(reward_model, k, beta if reward_model is not None else 0.0,
-                                                   "toward", vocab_size=vocab)
+        self.processor = TopKRewardLogitsProcessor(
+            reward_model, k, beta if reward_model is not None else 0.0, "toward", vocab_size=vocab
+        )
         self.clock = _Clocked(self.processor)
         self.sampler = RowSeededSampler([row_seed(seed, "latency", j) for j in range(prompt.shape[0])])
         self.config = sampling_config(tokenizer, 1, new_tokens)
@@ -279,8 +305,12 @@ class Decoder:
         self.processor.set_attention_mask(self.mask)
         self.sampler.reset()
         before = self.clock.seconds
-        self.lm.generate(input_ids=self.prompt, attention_mask=self.mask, generation_config=self.config,
-                         logits_processor=LogitsProcessorList([self.clock, self.sampler]))
+        self.lm.generate(
+            input_ids=self.prompt,
+            attention_mask=self.mask,
+            generation_config=self.config,
+            logits_processor=LogitsProcessorList([self.clock, self.sampler]),
+        )
         self.processor_seconds.append(self.clock.seconds - before)
         if self.prompt.device.type != "cuda":
             import psutil
@@ -311,8 +341,10 @@ def protocol(cfg: LatencyConfig, device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
-        "timer": (f"torch.utils.benchmark.Timer.adaptive_autorange(threshold={cfg.spread_max:g}, "
-                  f"min_run_time={cfg.min_run_time:g}, max_run_time>={cfg.max_run_time:g})"),
+        "timer": (
+            f"torch.utils.benchmark.Timer.adaptive_autorange(threshold={cfg.spread_max:g}, "
+            f"min_run_time={cfg.min_run_time:g}, max_run_time>={cfg.max_run_time:g})"
+        ),
         "sync": "torch.accelerator.synchronize before each clock read" if device.type == "cuda" else "none (CPU)",
         "decode": "model.generate + TopKRewardLogitsProcessor + RowSeededSampler",
         "base": cfg.base,
@@ -339,8 +371,13 @@ def build_models(cfg: LatencyConfig, device: torch.device) -> tuple[nn.Module, A
             if folder:
                 rm = load_reward_model(folder, device=str(device), expected_parametrization=param)
             else:
-                rc = RewardConfig(parametrization=param, backbone=cfg.reward, num_layers=cfg.reward_layers,
-                                  dtype=cfg.dtype, mlp_rank=cfg.mlp_rank if get(param).mlp_rank else None)
+                rc = RewardConfig(
+                    parametrization=param,
+                    backbone=cfg.reward,
+                    num_layers=cfg.reward_layers,
+                    dtype=cfg.dtype,
+                    mlp_rank=cfg.mlp_rank if get(param).mlp_rank else None,
+                )
                 rm = build_reward_model(rc, device=str(device))
             built[param] = rm.eval()
         models[method] = LoopScoring(built[param]) if method == LOOP else built[param]
@@ -366,12 +403,16 @@ def flops_limit(lm_params: int, rm: RewardModel | LoopScoring | None, k: int) ->
     return 1.0 + (c["positions"] * c["trunk_params"] + c["extra_params"]) / lm_params
 
 
-def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, tokenizer=None, models: dict[str, Any] | None = None,
-              progress: bool = True) -> list[dict[str, Any]]:
+def run_sweep(
+    cfg: LatencyConfig,
+    lm: nn.Module | None = None,
+    tokenizer=None,
+    models: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Measure every (batch, new_tokens, method, k) cell; rows carry protocol, load, stability and ratios."""
-    from tqdm.auto import tqdm
-
     from bench.models.loading import resolve_device
+    from bench.utils.progress import Progress
 
     device = resolve_device(cfg.device)
     if lm is None or models is None or tokenizer is None:
@@ -382,7 +423,7 @@ def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, tokenizer=None, m
     rows: list[dict[str, Any]] = []
     groups = [(b, t) for b in cfg.batch_sizes for t in cfg.new_tokens]
     cells = [(m, k) for m in cfg.methods if m != "plain" for k in cfg.top_k if not (m == LOOP and k > cfg.loop_max_k)]
-    bar = tqdm(total=len(groups) * (1 + len(cells)), desc="latency", disable=not progress)
+    bar = Progress(len(groups) * (1 + len(cells)), "latency", "cells", logger=log, enabled=progress)
     for b, t in groups:
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         prompt = torch.randint(0, vocab, (b, cfg.prompt_len), generator=gen).to(device)
@@ -390,15 +431,14 @@ def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, tokenizer=None, m
         t0 = _clock()
         plain()  # warm-up (the first generate of a process is slow)
         first_s = _clock() - t0
-        bar.set_postfix_str(f"plain B={b} T={t}")
+        bar.set_postfix(cell=f"plain B={b} T={t}")
         before = _measure(plain, cfg, first_s)
         if "plain" in cfg.methods:
             reasons = assess(before[0].times, None, None, before[0].others_cpu, cfg.thresholds)
-            rows.append(_row("plain", b, t, 0, before, before, None, reasons, 1, {}, 0, 1.0,
-                             _peak(device, plain)))
+            rows.append(_row("plain", b, t, 0, before, before, None, reasons, 1, {}, 0, 1.0, _peak(device, plain)))
         bar.update(1)
         for method, k in cells:
-            bar.set_postfix_str(f"{method} B={b} T={t} k={k}")
+            bar.set_postfix(cell=f"{method} B={b} T={t} k={k}")
             rm = models[method]
             dec = Decoder(lm, tokenizer, rm, prompt, t, k, cfg.beta, cfg.seed)
             if device.type == "cuda":
@@ -416,8 +456,11 @@ def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, tokenizer=None, m
                     torch.cuda.empty_cache()
                 bar.update(1)
                 continue
-            counts = {"trunk_forwards": counter.trunk_forwards, "trunk_positions": counter.trunk_positions,
-                      "head_rows": counter.head_rows}
+            counts = {
+                "trunk_forwards": counter.trunk_forwards,
+                "trunk_positions": counter.trunk_positions,
+                "head_rows": counter.head_rows,
+            }
             steps = dec.clock.calls - calls0
             for attempt in range(1, cfg.retries + 2):
                 cell = _measure(dec, cfg, first_s)
@@ -428,10 +471,32 @@ def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, tokenizer=None, m
                 before = after  # the next cell's plain-before
                 if not reasons:
                     break
-                log.info("latency: %s B=%d T=%d k=%d unstable (%s)%s", method, b, t, k, "; ".join(reasons),
-                         "; re-measuring" if attempt <= cfg.retries else "")
-            rows.append(_row(method, b, t, k, cell, paired, after, reasons, attempt, counts, steps,
-                             flops_limit(lm_params, rm, k), _peak(device, dec)))
+                log.info(
+                    "latency: %s B=%d T=%d k=%d unstable (%s)%s",
+                    method,
+                    b,
+                    t,
+                    k,
+                    "; ".join(reasons),
+                    "; re-measuring" if attempt <= cfg.retries else "",
+                )
+            rows.append(
+                _row(
+                    method,
+                    b,
+                    t,
+                    k,
+                    cell,
+                    paired,
+                    after,
+                    reasons,
+                    attempt,
+                    counts,
+                    steps,
+                    flops_limit(lm_params, rm, k),
+                    _peak(device, dec),
+                )
+            )
             bar.update(1)
     bar.close()
     for r in rows:
@@ -442,8 +507,14 @@ def run_sweep(cfg: LatencyConfig, lm: nn.Module | None = None, tokenizer=None, m
 def _measure(dec: Decoder, cfg: LatencyConfig, expected_s: float | None) -> tuple[Timing, float]:
     """A Timer measurement of `dec` and the median time per decode spent inside the processor."""
     n0 = len(dec.processor_seconds)
-    timing = timed(dec, min_run_time=cfg.min_run_time, max_run_time=cfg.max_run_time, spread_max=cfg.spread_max,
-                   min_samples=cfg.min_samples, expected_s=expected_s)
+    timing = timed(
+        dec,
+        min_run_time=cfg.min_run_time,
+        max_run_time=cfg.max_run_time,
+        spread_max=cfg.spread_max,
+        min_samples=cfg.min_samples,
+        expected_s=expected_s,
+    )
     return timing, statistics.median(dec.processor_seconds[n0:])
 
 
@@ -453,8 +524,7 @@ def _peak(device: torch.device, dec: Decoder) -> tuple[float, str]:
     return dec.peak_rss, "process RSS (psutil)"
 
 
-def _row(method, b, t, k, cell, before, after, reasons, attempts, counts, steps, limit_flops,
-         peak) -> dict[str, Any]:
+def _row(method, b, t, k, cell, before, after, reasons, attempts, counts, steps, limit_flops, peak) -> dict[str, Any]:
     timing, proc_s = cell
     s = {key: 1e3 * v / t for key, v in spread(timing.times).items()}  # ms per token
     plain_times = before[0].times + (after[0].times if after is not None else [])
@@ -464,22 +534,37 @@ def _row(method, b, t, k, cell, before, after, reasons, attempts, counts, steps,
     reward_ms = proc_ms - plain_proc_ms if method != "plain" else 0.0
     drift = (after[0].median / before[0].median - 1.0) if after is not None else 0.0
     row = {
-        "method": method, "batch_size": b, "new_tokens": t, "top_k": k,
-        "ms_per_token": s["median"], "ms_q1": s["q1"], "ms_q3": s["q3"], "ms_min": s["min"], "ms_max": s["max"],
-        "samples": len(timing.times), "tokens_per_s": 1e3 * b / s["median"],
-        "processor_ms": proc_ms, "reward_ms": reward_ms, "reward_share": reward_ms / s["median"],
+        "method": method,
+        "batch_size": b,
+        "new_tokens": t,
+        "top_k": k,
+        "ms_per_token": s["median"],
+        "ms_q1": s["q1"],
+        "ms_q3": s["q3"],
+        "ms_min": s["min"],
+        "ms_max": s["max"],
+        "samples": len(timing.times),
+        "tokens_per_s": 1e3 * b / s["median"],
+        "processor_ms": proc_ms,
+        "reward_ms": reward_ms,
+        "reward_share": reward_ms / s["median"],
         "trunk_forwards_per_token": counts.get("trunk_forwards", 0) / steps if steps else 0.0,
         "trunk_positions_per_token": counts.get("trunk_positions", 0) / steps if steps else 0.0,
         "reward_calls_per_token": counts.get("head_rows", 0) / steps if steps else 0.0,
-        "peak_mem_mb": peak[0] / 2**20, "peak_mem_kind": peak[1],
-        "plain_ms_paired": plain_ms, "plain_drift": drift,
+        "peak_mem_mb": peak[0] / 2**20,
+        "peak_mem_kind": peak[1],
+        "plain_ms_paired": plain_ms,
+        "plain_drift": drift,
         "ratio_to_plain": s["median"] / plain_ms,
         "limit_measured": 1.0 + reward_ms / plain_ms,
         "limit_flops": limit_flops,
         "spread": relative_iqr(timing.times),
-        "stable": not reasons, "unstable_reasons": "; ".join(reasons), "attempts": attempts,
+        "stable": not reasons,
+        "unstable_reasons": "; ".join(reasons),
+        "attempts": attempts,
         "others_cpu": max(timing.others_cpu, after[0].others_cpu) if after is not None else timing.others_cpu,
-        "load1": timing.load1, "cpus": timing.cpus,
+        "load1": timing.load1,
+        "cpus": timing.cpus,
     }
     row["ratio_over_limit"] = row["ratio_to_plain"] / row["limit_measured"]
     return row
@@ -509,9 +594,11 @@ def ratio_report(rows: list[dict[str, Any]]) -> list[str]:
             x, why = r["ratio_to_plain"], _reasons(r)
             ok_m = verdict(x, ARM_LIMIT_FACTOR * r["limit_measured"], why)
             ok_f = verdict(x, ARM_LIMIT_FACTOR * r["limit_flops"], why)
-            lines.append(f"{method:12s} B={b:<3d} T={t:<4d} k={k:<3d} ratio/plain={x:.3f} | <= {ARM_LIMIT_FACTOR}"
-                         f" x limit: measured {r['limit_measured']:.3f} {ok_m}, FLOPs {r['limit_flops']:.3f} "
-                         f"{_tag(ok_f, why)}")
+            lines.append(
+                f"{method:12s} B={b:<3d} T={t:<4d} k={k:<3d} ratio/plain={x:.3f} | <= {ARM_LIMIT_FACTOR}"
+                f" x limit: measured {r['limit_measured']:.3f} {ok_m}, FLOPs {r['limit_flops']:.3f} "
+                f"{_tag(ok_f, why)}"
+            )
     for (method, b, t, k), r in sorted(by.items()):
         if method == "rad" and (LOOP, b, t, k) in by:
             loop = by[(LOOP, b, t, k)]
@@ -522,20 +609,25 @@ def ratio_report(rows: list[dict[str, Any]]) -> list[str]:
             if k == LOOP_SPEEDUP_K:
                 why = _reasons(r, loop)
                 tag = f" -> {_tag(verdict(scoring, LOOP_SPEEDUP, why, at_least=True), why)} (>= {LOOP_SPEEDUP:g}x)"
-            lines.append(f"rad vs rad-loop B={b:<3d} T={t:<4d} k={k:<3d} loop/batched: reward-model time "
-                         f"{scoring:.2f}x{tag}; whole step {_relative(loop, r):.2f}x")
+            lines.append(
+                f"rad vs rad-loop B={b:<3d} T={t:<4d} k={k:<3d} loop/batched: reward-model time "
+                f"{scoring:.2f}x{tag}; whole step {_relative(loop, r):.2f}x"
+            )
     for (method, b, t, k), r in sorted(by.items()):
         if method == "rad":
             for arm in arms:
                 a = by.get((arm, b, t, k))
                 if a is not None:
                     note = " (unstable)" if _reasons(r, a) else ""
-                    lines.append(f"rad/{arm:12s} B={b:<3d} T={t:<4d} k={k:<3d} per-token ratio={_relative(r, a):.2f}"
-                                 f"{note}")
+                    lines.append(
+                        f"rad/{arm:12s} B={b:<3d} T={t:<4d} k={k:<3d} per-token ratio={_relative(r, a):.2f}{note}"
+                    )
     unstable = [r for r in rows if not r["stable"]]
     if rows:
         r0 = rows[0]
-        lines.append(f"machine: {r0['cpus']} CPUs, load average {max(r['load1'] for r in rows):.2f} (max), other "
-                     f"processes up to {max(r['others_cpu'] for r in rows):.0%} of the CPUs; "
-                     f"{len(unstable)}/{len(rows)} cells unstable")
+        lines.append(
+            f"machine: {r0['cpus']} CPUs, load average {max(r['load1'] for r in rows):.2f} (max), other "
+            f"processes up to {max(r['others_cpu'] for r in rows):.0%} of the CPUs; "
+            f"{len(unstable)}/{len(rows)} cells unstable"
+        )
     return lines

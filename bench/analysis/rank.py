@@ -23,8 +23,9 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -54,7 +55,7 @@ def prefix_pool(records: Iterable[dict], cuts: int = 3, source: str = "<records>
         if not words:
             return
         for c in range(1, cuts + 1):
-            add(head + "".join(words[:max(1, round(len(words) * c / cuts))]))
+            add(head + "".join(words[: max(1, round(len(words) * c / cuts))]))
 
     for i, rec in enumerate(records):
         if isinstance(rec.get("prompt"), str):
@@ -68,8 +69,9 @@ def prefix_pool(records: Iterable[dict], cuts: int = 3, source: str = "<records>
     return pool
 
 
-def prefixes_from_records(records: Iterable[dict], n: int, cuts: int = 3, seed: int = 0,
-                          source: str = "<records>") -> list[str]:
+def prefixes_from_records(
+    records: Iterable[dict], n: int, cuts: int = 3, seed: int = 0, source: str = "<records>"
+) -> list[str]:
     """Up to n distinct prefixes of `prefix_pool`, in a seeded random order (so the first N of them are a
     random subset: rank-vs-N uses nested subsets)."""
     pool = prefix_pool(records, cuts, source)
@@ -83,8 +85,9 @@ def prefixes_from_records(records: Iterable[dict], n: int, cuts: int = 3, seed: 
 
 def source_texts(records: Iterable[dict]) -> list[str]:
     """The text of every record (prompt + its continuations, or the text): what token frequencies count."""
-    return [(rec.get("prompt") or rec.get("text") or "") + "".join(rec.get("continuations", []) or [])
-            for rec in records]
+    return [
+        (rec.get("prompt") or rec.get("text") or "") + "".join(rec.get("continuations", []) or []) for rec in records
+    ]
 
 
 def token_counts(tokenizer, texts: Iterable[str]) -> Counter:
@@ -92,7 +95,7 @@ def token_counts(tokenizer, texts: Iterable[str]) -> Counter:
     counts: Counter = Counter()
     texts = list(texts)
     for s in range(0, len(texts), 256):
-        for ids in tokenizer(texts[s:s + 256], add_special_tokens=False)["input_ids"]:
+        for ids in tokenizer(texts[s : s + 256], add_special_tokens=False)["input_ids"]:
             counts.update(ids)
     return counts
 
@@ -100,8 +103,9 @@ def token_counts(tokenizer, texts: Iterable[str]) -> Counter:
 COLUMN_KINDS = ("mixed", "frequent", "sample", "vocab")
 
 
-def choose_columns(kind: str, n_columns: int, vocab_size: int, counts: Counter | None = None,
-                   seed: int = 0) -> torch.Tensor:
+def choose_columns(
+    kind: str, n_columns: int, vocab_size: int, counts: Counter | None = None, seed: int = 0
+) -> torch.Tensor:
     """C token ids shared by every prefix (sorted): the C most frequent tokens of the prefix sources ("frequent";
     ties by id), a seeded uniform sample of the vocabulary ("sample"), half of each ("mixed": the frequent half
     first, the sample drawn from the rest), or all V ids ("vocab")."""
@@ -124,7 +128,7 @@ def encode_prefixes(tokenizer, prefixes: list[str], max_length: int) -> list[lis
     out = []
     for text in prefixes:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        out.append(list(ids[-(max_length - 1):]) if max_length > 1 else [])
+        out.append(list(ids[-(max_length - 1) :]) if max_length > 1 else [])
     return out
 
 
@@ -134,16 +138,22 @@ def left_pad(batch: list[list[int]], pad_id: int, device: torch.device) -> tuple
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for i, x in enumerate(batch):
         if x:
-            ids[i, width - len(x):] = torch.tensor(x)
-            mask[i, width - len(x):] = 1
+            ids[i, width - len(x) :] = torch.tensor(x)
+            mask[i, width - len(x) :] = 1
     return ids.to(device), mask.to(device)
 
 
 # ------------------------------------------------------------------------------------ the matrix
 @torch.no_grad()
-def reward_matrix(model: RewardModel, encoded: list[list[int]], columns: torch.Tensor | None = None,
-                  batch_size: int = 8, chunk_size: int = 1024, pad_id: int = 0,
-                  progress: bool = False) -> torch.Tensor:
+def reward_matrix(
+    model: RewardModel,
+    encoded: list[list[int]],
+    columns: torch.Tensor | None = None,
+    batch_size: int = 8,
+    chunk_size: int = 1024,
+    pad_id: int = 0,
+    progress: bool = False,
+) -> torch.Tensor:
     """R [N, C] of the steering attribute: R[i, j] = forward(BOS + prefix_i + columns_j) at its last position;
     all V tokens when columns is None.
 
@@ -151,7 +161,7 @@ def reward_matrix(model: RewardModel, encoded: list[list[int]], columns: torch.T
     prefix once into its cache and then the columns in chunks of `chunk_size` candidates per forward (one
     trunk position per (prefix, token)); ARM costs one forward per prefix however many columns.
     """
-    from tqdm.auto import tqdm
+    from bench.utils.progress import Progress
 
     device = model.device
     steer = model.config.steer_index
@@ -159,17 +169,24 @@ def reward_matrix(model: RewardModel, encoded: list[list[int]], columns: torch.T
     out = torch.empty(len(encoded), model.vocab_size if columns is None else int(columns.numel()))
     cols = columns.to(device) if columns is not None else None
     starts = range(0, len(order), batch_size)
-    for s in tqdm(starts, desc=f"R[{model.config.parametrization}]", disable=not progress):
-        rows = order[s:s + batch_size]
+    bar = Progress(len(encoded), f"R[{model.config.parametrization}]", "prefixes", logger=log, enabled=progress)
+    for s in starts:
+        rows = order[s : s + batch_size]
         ids, mask = left_pad([encoded[i] for i in rows], pad_id, device)
         state = model.new_state()
         if cols is None:
             r = model.score_vocab(ids, mask, state=state, chunk_size=chunk_size)[..., steer]
         else:
-            r = torch.cat([model.score_candidates(ids, mask, cols[c:c + chunk_size].expand(len(rows), -1),
-                                                  state)[..., steer]
-                           for c in range(0, cols.numel(), chunk_size)], dim=1)
+            r = torch.cat(
+                [
+                    model.score_candidates(ids, mask, cols[c : c + chunk_size].expand(len(rows), -1), state)[..., steer]
+                    for c in range(0, cols.numel(), chunk_size)
+                ],
+                dim=1,
+            )
         out[rows] = r.float().cpu()
+        bar.update(len(rows))
+    bar.close()
     if not torch.isfinite(out).all():
         raise ModelError(f"{model.config.parametrization}: non-finite rewards in the reward matrix")
     return out
@@ -259,8 +276,15 @@ def rank_vs_n(matrix: torch.Tensor, sizes: list[int]) -> list[dict[str, Any]]:
     for n in sizes:
         for centered in (False, True):
             sp = spectrum(matrix[:n], centered)
-            rows.append({"n_prefixes": n, "n_columns": int(matrix.shape[1]), "centered": centered,
-                         "cap": column_cap(n, int(matrix.shape[1]), centered),
-                         "rank_1e-2": sp.effective_rank(1e-2), "rank_1e-3": sp.effective_rank(1e-3),
-                         "entropy_rank": sp.entropy_rank()})
+            rows.append(
+                {
+                    "n_prefixes": n,
+                    "n_columns": int(matrix.shape[1]),
+                    "centered": centered,
+                    "cap": column_cap(n, int(matrix.shape[1]), centered),
+                    "rank_1e-2": sp.effective_rank(1e-2),
+                    "rank_1e-3": sp.effective_rank(1e-3),
+                    "entropy_rank": sp.entropy_rank(),
+                }
+            )
     return rows

@@ -1,10 +1,14 @@
-"""`bench agreement`: how far an offline toxicity scorer can stand in for Perspective.
+"""`bench agreement`: the judges' validation table -- how far each offline judge agrees with references it
+never trained on.
 
-On the RealToxicityPrompts rows of the shipped data (which carry the original Perspective scores of
-prompt and continuation) it reports Spearman correlation with Perspective and ROC AUC against
-Perspective >= 0.5 (the papers' toxic threshold); on Jigsaw comments, ROC AUC against the human labels.
-Writes `<out>.csv` and a Markdown table next to it (`<out stem>.md`). The reference readers live in
-`bench.data.reference_scores`, the table writer in `bench.reporting.agreement`.
+Toxicity judges (profanity-check, the two Jigsaw-2018 BiLSTMs, Detoxify when its weights load) against
+(a) the Perspective scores RealToxicityPrompts ships for its prompts and continuations (the shipped
+non-toxic and challenging DecodingTrust samples; pooled continuations = the headline, the comparison no judge
+trained on) and (b) human labels: the Jigsaw 2018 test rows and the Davidson tweets. Sentiment judges (VADER,
+the TF-IDF classifier) against SST-2 dev labels. Each row: ROC AUC (Perspective >= 0.5 or the label is the
+positive class) and Spearman, both with bootstrap 95% CIs over texts, and whether the judge's training saw
+that set (`bench.metrics.judges.TRAINED_ON`). A judge that cannot load offline (Detoxify: its checkpoint is a
+download) gets rows that say so instead of numbers. Writes `<out>.csv` and `<out stem>.md`.
 """
 
 from __future__ import annotations
@@ -14,25 +18,66 @@ import logging
 import math
 from pathlib import Path
 
-from bench.errors import DataError
+from bench.errors import DataError, ModelError
+from bench.utils.argtypes import positive_int
 
 log = logging.getLogger(__name__)
 
+DEFAULT_TOXICITY = ["profanity-check", "jigsaw-bilstm-toxblock", "jigsaw-bilstm-tcc", "detoxify:original"]
+DEFAULT_SENTIMENT = ["vader"]
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scorer", action="append", default=None,
-                   help="toxicity scorer spec (repeatable; default: profanity-check)")
-    p.add_argument("--rtp", default=None, help="RTP-schema JSONL with Perspective scores "
-                   "(default: <data dir>/rtp/decodingtrust_nontoxic.jsonl)")
-    p.add_argument("--jigsaw", default=None, help="Jigsaw CSV without header: comment_text,toxic "
-                   "(default: <data dir>/jigsaw/robtest_jigsaw_test.csv)")
-    p.add_argument("--max-rows", type=int, default=None, help="only N rows of each file (RTP: the first N; Jigsaw: N evenly spaced, it is sorted by label)")
+    p.add_argument(
+        "--scorer",
+        action="append",
+        default=None,
+        help=f"toxicity judge spec (repeatable; default: {' '.join(DEFAULT_TOXICITY)})",
+    )
+    p.add_argument(
+        "--sentiment-scorer",
+        action="append",
+        default=None,
+        help="sentiment judge spec (repeatable; default: vader; e.g. tfidf-sst2:<model.json>)",
+    )
+    p.add_argument(
+        "--rtp",
+        default=None,
+        help="RTP-schema JSONL with Perspective scores (default: <data dir>/rtp/decodingtrust_nontoxic.jsonl)",
+    )
+    p.add_argument(
+        "--rtp-challenging",
+        default=None,
+        help="second RTP file (default: <data dir>/rtp/decodingtrust_challenging.jsonl; 'none' to skip)",
+    )
+    p.add_argument(
+        "--jigsaw",
+        default=None,
+        help="Jigsaw CSV without header: comment_text,toxic (default: <data dir>/jigsaw/robtest_jigsaw_test.csv)",
+    )
+    p.add_argument(
+        "--davidson",
+        default=None,
+        help="Davidson tweets CSV (default: <data dir>/davidson/labeled_data.csv; 'none' to skip)",
+    )
+    p.add_argument("--sst2-dev", default=None, help="SST-2 dev TSV (default: <data dir>/sst2/dev.tsv; 'none' to skip)")
+    p.add_argument(
+        "--max-rows",
+        type=positive_int,
+        default=None,
+        help="only N rows of each file (RTP, SST-2: the first N; Jigsaw: N evenly spaced, it is sorted "
+        "by label; Davidson: a seeded sample of N)",
+    )
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of texts (0: no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap and sampling seed")
     p.add_argument("--cache", default=None, help="SQLite score cache")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="CSV to write, e.g. results/tables/scorer_agreement.csv")
 
 
-def _default(path: str | None, rel: str) -> Path:
+def _default(path: str | None, rel: str) -> Path | None:
+    if path and path.lower() == "none":
+        return None
     if path:
         return Path(path)
     from bench.data.paths import data_dir
@@ -44,59 +89,199 @@ def _default(path: str | None, rel: str) -> Path:
     return found
 
 
-def agreement_rows(scorer, rtp: dict, jigsaw: tuple[list[str], list[int]] | None, cache=None) -> list[dict]:
-    import numpy as np
-    from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
+def reference_sets(args) -> tuple[list[dict], list[dict]]:
+    """(toxicity references, sentiment references): dicts {set, what, texts, ref, binary, headline}."""
+    from bench.data.reference_scores import (
+        read_davidson_binary,
+        read_jigsaw_binary,
+        read_rtp_perspective,
+        read_sst2_labels,
+    )
+    from bench.metrics.judges import HEADLINE, REFERENCES
 
+    tox: list[dict] = []
+    rtp_files = [
+        ("rtp-nontoxic", _default(args.rtp, "rtp/decodingtrust_nontoxic.jsonl")),
+        ("rtp-challenging", _default(args.rtp_challenging, "rtp/decodingtrust_challenging.jsonl")),
+    ]
+    pooled: tuple[list[str], list[float]] = ([], [])
+    for key, path in rtp_files:
+        if path is None:
+            continue
+        rtp = read_rtp_perspective(path, args.max_rows)
+        for part in ("continuations", "prompts"):
+            texts, ref = rtp[part]
+            tox.append(
+                {
+                    "set": key,
+                    "what": f"{REFERENCES[key]}: {part}",
+                    "texts": texts,
+                    "ref": ref,
+                    "binary": False,
+                    "headline": False,
+                }
+            )
+        pooled[0].extend(rtp["continuations"][0])
+        pooled[1].extend(rtp["continuations"][1])
+    names = "+".join(k.removeprefix("rtp-") for k, p in rtp_files if p is not None)
+    tox.insert(
+        0,
+        {
+            "set": HEADLINE,
+            "what": f"Perspective, RTP continuations ({names}, pooled)",
+            "texts": pooled[0],
+            "ref": pooled[1],
+            "binary": False,
+            "headline": True,
+        },
+    )
+    texts, labels = read_jigsaw_binary(_default(args.jigsaw, "jigsaw/robtest_jigsaw_test.csv"), args.max_rows)
+    tox.append(
+        {
+            "set": "jigsaw-2018-test",
+            "what": REFERENCES["jigsaw-2018-test"],
+            "texts": texts,
+            "ref": labels,
+            "binary": True,
+            "headline": False,
+        }
+    )
+    dav = _default(args.davidson, "davidson/labeled_data.csv")
+    if dav is not None:
+        texts, labels = read_davidson_binary(dav, args.max_rows, seed=args.seed)
+        tox.append(
+            {
+                "set": "davidson",
+                "what": REFERENCES["davidson"],
+                "texts": texts,
+                "ref": labels,
+                "binary": True,
+                "headline": False,
+            }
+        )
+    sent: list[dict] = []
+    sst = _default(args.sst2_dev, "sst2/dev.tsv")
+    if sst is not None:
+        texts, labels = read_sst2_labels(sst, args.max_rows)
+        sent.append(
+            {
+                "set": "sst2-dev",
+                "what": REFERENCES["sst2-dev"],
+                "texts": texts,
+                "ref": labels,
+                "binary": True,
+                "headline": False,
+            }
+        )
+    return tox, sent
+
+
+def agreement_rows(
+    scorer, refs: list[dict], cache=None, n_boot: int = 1000, seed: int = 0, headline: dict | None = None
+) -> list[dict]:
+    """One row per reference; the headline scores go into `headline[judge]` (for the judge choice)."""
     from bench.metrics.cache import score_texts
-
-    def row(reference, scores, ref, binary, tps):
-        s = np.asarray(scores, dtype=float)
-        r = np.asarray(ref, dtype=float)
-        ok = np.isfinite(s)
-        s, r = s[ok], r[ok]
-        y = (r >= 0.5).astype(int) if not binary else r.astype(int)
-        auc = float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else math.nan
-        rho = float(spearmanr(s, r).statistic) if not binary and len(s) > 2 else math.nan
-        return {"scorer": scorer.name, "scorer_version": scorer.version, "reference": reference, "n": int(len(s)),
-                "n_toxic": int(y.sum()), "spearman": rho, "auc": auc, "texts_per_s": tps}
+    from bench.metrics.judges import agreement, trained_on
 
     rows = []
-    all_s, all_r = [], []
-    for key in ("prompts", "continuations"):
-        texts, ref = rtp[key]
-        scores, st = score_texts(scorer, texts, cache, f"{scorer.name} rtp {key}")
-        rows.append(row(f"perspective (RTP {key})", scores, ref, False, st["texts_per_s"]))
-        all_s += scores
-        all_r += ref
-    rows.append(row("perspective (RTP prompts+continuations)", all_s, all_r, False, math.nan))
-    if jigsaw is not None:
-        scores, st = score_texts(scorer, jigsaw[0], cache, f"{scorer.name} jigsaw")
-        rows.append(row("jigsaw labels", scores, jigsaw[1], True, st["texts_per_s"]))
+    for ref in refs:
+        scores, st = score_texts(scorer, ref["texts"], cache, f"{scorer.name} {ref['set']}")
+        if ref["headline"] and headline is not None:
+            headline[scorer.name] = (scores, ref["ref"])
+        stats = agreement(scores, ref["ref"], ref["binary"], n_boot=n_boot, seed=seed)
+        rows.append(
+            {
+                "judge": scorer.name,
+                "judge_version": scorer.version,
+                "attribute": scorer.attribute,
+                "reference_set": ref["set"],
+                "reference": ref["what"],
+                "headline": ref["headline"],
+                "trained_on_it": trained_on(scorer.name, ref["set"]),
+                **stats,
+                "texts_per_s": st["texts_per_s"],
+                "note": "",
+            }
+        )
     return rows
 
 
+def unavailable_row(spec: str, attribute: str, exc: Exception) -> dict:
+    """One row saying why a judge has no numbers (e.g. Detoxify offline: its checkpoint is a download)."""
+    nan = math.nan
+    reason = str(exc).splitlines()[0]
+    if "cannot download" in reason:
+        reason = (
+            "its checkpoint is a download ("
+            + reason.split("cannot download ", 1)[1].split(" (", 1)[0].rsplit("/", 1)[-1]
+            + ")"
+        )
+    return {
+        "judge": spec,
+        "judge_version": "",
+        "attribute": attribute,
+        "reference_set": "all",
+        "reference": "every reference above",
+        "headline": False,
+        "trained_on_it": "",
+        "n": 0,
+        "n_positive": 0,
+        "n_nan": 0,
+        "auc": nan,
+        "auc_lo": nan,
+        "auc_hi": nan,
+        "spearman": nan,
+        "spearman_lo": nan,
+        "spearman_hi": nan,
+        "texts_per_s": nan,
+        "note": f"weights not available offline: {reason}",
+    }
+
+
 def run(args: argparse.Namespace) -> int:
-    from bench.data.reference_scores import read_jigsaw_binary, read_rtp_perspective
     from bench.metrics.cache import ScoreCache
     from bench.metrics.registry import build_scorer
     from bench.reporting.agreement import write_tables
 
-    rtp = read_rtp_perspective(_default(args.rtp, "rtp/decodingtrust_nontoxic.jsonl"), args.max_rows)
-    jig_path = _default(args.jigsaw, "jigsaw/robtest_jigsaw_test.csv")
-    jigsaw = read_jigsaw_binary(jig_path, args.max_rows)
+    tox_refs, sent_refs = reference_sets(args)
     cache = ScoreCache(args.cache) if args.cache else None
     rows = []
+    headline: dict = {}
     try:
-        for spec in args.scorer or ["profanity-check"]:
-            scorer = build_scorer(spec, device=args.device)
-            if scorer.attribute != "toxicity":
-                raise DataError(f"--scorer {spec}: scores '{scorer.attribute}', expected a toxicity scorer")
-            rows += agreement_rows(scorer, rtp, jigsaw, cache)
+        for specs, refs, attribute in (
+            (args.scorer or DEFAULT_TOXICITY, tox_refs, "toxicity"),
+            (args.sentiment_scorer or DEFAULT_SENTIMENT, sent_refs, "positive"),
+        ):
+            for spec in specs:
+                try:
+                    scorer = build_scorer(spec, device=args.device)
+                except ModelError as exc:
+                    if not spec.startswith("detoxify"):
+                        raise
+                    log.warning("%s: %s", spec, exc)
+                    rows.append(unavailable_row(spec, attribute, exc))
+                    continue
+                if scorer.attribute != attribute:
+                    raise DataError(
+                        f"--{'scorer' if attribute == 'toxicity' else 'sentiment-scorer'} {spec}: "
+                        f"scores '{scorer.attribute}', expected a {attribute} scorer"
+                    )
+                rows += agreement_rows(
+                    scorer,
+                    refs,
+                    cache,
+                    n_boot=args.n_boot,
+                    seed=args.seed,
+                    headline=headline if attribute == "toxicity" else None,
+                )
     finally:
         if cache:
             cache.close()
-    md = write_tables(Path(args.out), rows)
+    choice = None
+    if len(headline) > 1:
+        from bench.metrics.judges import choose_judge
+
+        choice = choose_judge(headline, n_boot=args.n_boot, seed=args.seed)
+    md = write_tables(Path(args.out), rows, choice)
     print(md.read_text(encoding="utf-8"), end="")
     return 0

@@ -18,10 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.config import load_config
+    from bench.config import check_sources, load_config
 
     cfg = load_config(*args.configfile)
+    check_sources(cfg, " + ".join(map(str, args.configfile)))
     tasks = [name for name, t in cfg["tasks"].items() if t.get("enabled", True)]
-    print(f"{' + '.join(map(str, args.configfile))}: ok (run '{cfg['name']}', tasks: {', '.join(tasks) or 'none'}, "
-          f"parametrizations: {', '.join(cfg['training']['parametrizations'])}, work_dir: {cfg['work_dir']})")
+    print(
+        f"{' + '.join(map(str, args.configfile))}: ok (run '{cfg['name']}', tasks: {', '.join(tasks) or 'none'}, "
+        f"parametrizations: {', '.join(cfg['training']['parametrizations'])}, work_dir: {cfg['work_dir']})"
+    )
     return 0

@@ -10,11 +10,18 @@ DEFAULT_TABLES = ("toxicity", "sentiment")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a run's tables folder (e.g. results/tables) or one table CSV")
-    parser.add_argument("reference", nargs="?", default=None,
-                        help="reference folder or CSV (default: the same files as committed at --rev)")
+    parser.add_argument(
+        "reference",
+        nargs="?",
+        default=None,
+        help="reference folder or CSV (default: the same files as committed at --rev)",
+    )
     parser.add_argument("--rev", default="HEAD", help="git revision of the default reference (default: HEAD)")
-    parser.add_argument("--tables", default=",".join(DEFAULT_TABLES),
-                        help="table names to compare when given folders (default: toxicity,sentiment)")
+    parser.add_argument(
+        "--tables",
+        default=",".join(DEFAULT_TABLES),
+        help="table names to compare when given folders (default: toxicity,sentiment)",
+    )
     parser.add_argument("--keys", default=None, help="comma-separated key columns (default: the known setting columns)")
     parser.add_argument("--out", default=None, help="also write the differences as CSV here")
 
@@ -44,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
         report = compare_tables(ref, read_table(run_path), keys)
         counts = report["verdict"].value_counts().to_dict()
         n_values = len(ref.frame)
-        print(f"{run_path} vs {ref.where}: {n_values} reference rows; "
-              + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "every value identical"))
+        print(
+            f"{run_path} vs {ref.where}: {n_values} reference rows; "
+            + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "every value identical")
+        )
         reports.append(report)
     report = pd.concat(reports, ignore_index=True) if reports else pd.DataFrame()
     shown = report[report["verdict"] != "identical"] if len(report) else report
@@ -56,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         with atomic_open(args.out) as fh:
             report.to_csv(fh, index=False)
     bad = failed(report) if len(report) else False
-    print("FAIL: values outside the reference's 95% CI or rows on one side only" if bad
-          else "OK: every value identical or within the reference's 95% CI")
+    print(
+        "FAIL: values outside the reference's 95% CI or rows on one side only"
+        if bad
+        else "OK: every value identical or within the reference's 95% CI"
+    )
     return 1 if bad else 0

@@ -25,14 +25,14 @@ def run(args: argparse.Namespace) -> int:
 
     spec = str(args.model)
     if not spec.startswith("embedded:"):
-        raise ConfigError(f"--model {spec}: expected an embedded model spec, one of "
-                          f"{['embedded:' + n for n in sorted(EMBEDDED)]}")
+        raise ConfigError(
+            f"--model {spec}: expected an embedded model spec, one of {['embedded:' + n for n in sorted(EMBEDDED)]}"
+        )
     name = spec.split(":", 1)[1]
     folder = embedded_model_path(name)
     files = sorted(p.name for p in folder.iterdir() if p.is_file())
     if args.out:
-        write_json(args.out, {"model": spec, "path": str(folder), "files": files,
-                              "license": EMBEDDED[name].license})
+        write_json(args.out, {"model": spec, "path": str(folder), "files": files, "license": EMBEDDED[name].license})
         log.info("wrote marker %s", args.out)
     print(folder)
     return 0

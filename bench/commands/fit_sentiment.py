@@ -15,8 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", default=None, help="SST-2 train: a TSV (label<TAB>sentence), the shipped folder or a hub id "
-                   "(default: the shipped sst2/train.tsv, else stanfordnlp/sst2)")
+    p.add_argument(
+        "--train",
+        default=None,
+        help="SST-2 train: a TSV (label<TAB>sentence), the shipped folder or a hub id "
+        "(default: the shipped sst2/train.tsv, else stanfordnlp/sst2)",
+    )
     p.add_argument("--dev", default=None, help="SST-2 dev, same forms (default: the shipped sst2/dev.tsv)")
     p.add_argument("--out", required=True, help="model JSON to write")
     p.add_argument("--ngram-max", type=int, default=2)
@@ -59,8 +63,18 @@ def run(args: argparse.Namespace) -> int:
     obj["train"] = {"source": train_src, "n": len(train), "dev_source": dev_src, "n_dev": len(dev), "dev_accuracy": acc}
     with atomic_outputs(args.out, report) as (tmp_model, tmp_report):  # the model and its report together
         Path(tmp_model).write_text(dumps_finite(obj, args.out), encoding="utf-8")
-        write_json(report, {"dev_accuracy": acc, "n_train": len(train), "n_dev": len(dev), "train_source": train_src,
-                            "dev_source": dev_src, "config": obj["config"], "n_features": len(obj["vocabulary"])},
-                   into=tmp_report)
+        write_json(
+            report,
+            {
+                "dev_accuracy": acc,
+                "n_train": len(train),
+                "n_dev": len(dev),
+                "train_source": train_src,
+                "dev_source": dev_src,
+                "config": obj["config"],
+                "n_features": len(obj["vocabulary"]),
+            },
+            into=tmp_report,
+        )
     print(f"dev accuracy {acc:.4f} on {len(dev)} sentences; model -> {args.out}; report -> {report}")
     return 0

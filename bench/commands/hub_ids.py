@@ -1,9 +1,12 @@
 """`bench hub-ids`: the Hugging Face hub ids (and Detoxify checkpoint URLs) a pipeline config needs, so a cluster
 user can fill the caches on a login node with internet and run with `HF_HUB_OFFLINE=1` on compute nodes.
 
-    bench hub-ids --configfile config/paper.yaml             # one line per id: KIND<TAB>ID
+    bench hub-ids --configfile config/paper.yaml             # one line per id: KIND<TAB>ID[@REVISION]
     bench hub-ids --configfile config/paper.yaml --commands  # the `hf download` lines to run instead
     bench hub-ids --configfile config/paper.yaml --fetch     # download them (needs internet)
+
+A pinned id (`gpt2-large@<commit>`, see bench.utils.hub) is fetched at exactly that revision (`--revision`),
+which is the snapshot the offline run then resolves; an unpinned one at the repo's default branch.
 
 Config files merge like Snakemake's `--configfile A B` (later mappings update earlier ones, lists replace).
 Model specs that are not hub ids (`random:`, `embedded:`, existing folders) and local data files are skipped.
@@ -16,21 +19,31 @@ import logging
 from pathlib import Path
 
 from bench.config import load_config
+from bench.utils.hub import split_revision
 
 log = logging.getLogger(__name__)
 
 # Detoxify variant -> the transformers id its checkpoint's `arch.args.model_type` names (read by Detoxify and by
 # bench.metrics.toxicity to build the model and tokenizer); the checkpoint itself comes from detoxify's MODEL_URLS.
-DETOXIFY_BACKBONES = {"original": "bert-base-uncased", "unbiased": "roberta-base",
-                      "multilingual": "xlm-roberta-base", "original-small": "albert-base-v2",
-                      "unbiased-small": "albert-base-v2"}
+DETOXIFY_BACKBONES = {
+    "original": "bert-base-uncased",
+    "unbiased": "roberta-base",
+    "multilingual": "xlm-roberta-base",
+    "original-small": "albert-base-v2",
+    "unbiased-small": "albert-base-v2",
+}
 # what a model snapshot needs (skips the TF / Flax / ONNX / .bin copies many repos also carry)
 MODEL_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configfile", nargs="+", required=True, type=Path,
-                        help="config file(s), merged in order like snakemake --configfile")
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        required=True,
+        type=Path,
+        help="config file(s), merged in order like snakemake --configfile",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--commands", action="store_true", help="print the download commands instead of the ids")
     mode.add_argument("--fetch", action="store_true", help="download everything into the caches (needs internet)")
@@ -63,7 +76,7 @@ def needed(cfg: dict) -> list[tuple[str, str]]:
             for key in ("base", "reward"):
                 if _is_hub_model(sub.get(key)):
                     add("model", sub[key])
-    for spec in (s.get("toxicity_scorer"), s.get("sentiment_scorer")):
+    for spec in (s.get("toxicity_scorer"), s.get("sentiment_scorer"), *(s.get("extra_toxicity_scorers") or [])):
         kind, _, arg = str(spec or "").partition(":")
         if kind == "hf" and _is_hub_model(arg):
             add("model", arg)
@@ -79,6 +92,7 @@ def needed(cfg: dict) -> list[tuple[str, str]]:
         sources = [t["source"] for t in task["train"]]
         prompts = task["prompts"]["source"]
         sources.append(rtp.paper_source() if prompts == rtp.PAPER_SET else prompts)
+        sources += [p["source"] for p in task.get("prompt_sets", {}).values()]  # e.g. the challenging prompts
         for src in sources:
             try:
                 res = resolve_source(src, extra_root=cfg.get("data_dir"))  # as the Snakefile resolves it
@@ -91,14 +105,18 @@ def needed(cfg: dict) -> list[tuple[str, str]]:
 
 def commands(items: list[tuple[str, str]]) -> list[str]:
     lines = []
-    for kind, ident in items:
+    for kind, spec in items:
+        ident, rev = split_revision(spec) if kind != "url" else (spec, None)
+        pin = f" --revision {rev}" if rev else ""
         if kind == "model":
-            lines.append(f"hf download {ident} --include " + " ".join(f"'{p}'" for p in MODEL_PATTERNS))
+            lines.append(f"hf download {ident}{pin} --include " + " ".join(f"'{p}'" for p in MODEL_PATTERNS))
         elif kind == "dataset":
-            lines.append(f"hf download --repo-type dataset {ident}")
+            lines.append(f"hf download --repo-type dataset {ident}{pin}")
         else:
-            lines.append(f"python -c \"import torch; torch.hub.download_url_to_file('{ident}', "
-                         f"torch.hub.get_dir() + '/checkpoints/{ident.rsplit('/', 1)[1]}')\"")
+            lines.append(
+                f"python -c \"import torch; torch.hub.download_url_to_file('{ident}', "
+                f"torch.hub.get_dir() + '/checkpoints/{ident.rsplit('/', 1)[1]}')\""
+            )
     return lines
 
 
@@ -110,10 +128,12 @@ def fetch(items: list[tuple[str, str]]) -> None:
 
     for kind, ident in items:
         log.info("fetching %s %s", kind, ident)
-        if kind == "model":
-            snapshot_download(ident, allow_patterns=MODEL_PATTERNS)
-        elif kind == "dataset":
-            snapshot_download(ident, repo_type="dataset")
+        if kind in ("model", "dataset"):
+            repo, rev = split_revision(ident)
+            path = snapshot_download(
+                repo, repo_type=kind, revision=rev, allow_patterns=MODEL_PATTERNS if kind == "model" else None
+            )
+            log.info("%s %s: commit %s", kind, ident, Path(path).name)
         else:
             dest = Path(torch.hub.get_dir()) / "checkpoints" / ident.rsplit("/", 1)[1]
             if not dest.exists():

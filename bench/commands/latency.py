@@ -24,8 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = LatencyConfig()
     p.add_argument("--base", default=d.base, help="base LM spec (random:gpt2-large works)")
     p.add_argument("--reward", default=d.reward, help="reward trunk backbone spec")
-    p.add_argument("--reward-layers", type=layers, default=d.reward_layers,
-                   help="keep the first N trunk layers ('all': every one)")
+    p.add_argument(
+        "--reward-layers", type=layers, default=d.reward_layers, help="keep the first N trunk layers ('all': every one)"
+    )
     p.add_argument("--methods", default=",".join(d.methods))
     p.add_argument("--top-k", type=_ints, default=d.top_k)
     p.add_argument("--batch-sizes", type=_ints, default=d.batch_sizes)
@@ -39,17 +40,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--min-run-time", type=float, default=d.min_run_time, help="seconds a measurement runs at least")
-    p.add_argument("--max-run-time", type=float, default=d.max_run_time,
-                   help="seconds a measurement runs at most (stretched to fit --min-samples decodes)")
+    p.add_argument(
+        "--max-run-time",
+        type=float,
+        default=d.max_run_time,
+        help="seconds a measurement runs at most (stretched to fit --min-samples decodes)",
+    )
     p.add_argument("--min-samples", type=int, default=d.min_samples)
     p.add_argument("--spread-max", type=float, default=d.spread_max, help="unstable above this IQR/median")
-    p.add_argument("--drift-max", type=float, default=d.drift_max,
-                   help="unstable when plain before/after a cell differ by more than this fraction")
-    p.add_argument("--load-max", type=float, default=d.load_max,
-                   help="unstable when other processes took more than this share of the CPUs")
+    p.add_argument(
+        "--drift-max",
+        type=float,
+        default=d.drift_max,
+        help="unstable when plain before/after a cell differ by more than this fraction",
+    )
+    p.add_argument(
+        "--load-max",
+        type=float,
+        default=d.load_max,
+        help="unstable when other processes took more than this share of the CPUs",
+    )
     p.add_argument("--retries", type=int, default=d.retries, help="re-measurements of an unstable cell")
-    p.add_argument("--reward-model", action="append", default=[], metavar="METHOD=DIR",
-                   help="a trained reward-model folder for METHOD (else untrained; latency ignores weights)")
+    p.add_argument(
+        "--reward-model",
+        action="append",
+        default=[],
+        metavar="METHOD=DIR",
+        help="a trained reward-model folder for METHOD (else untrained; latency ignores weights)",
+    )
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", default=None)
     p.add_argument("--figure", default=None)
@@ -74,13 +92,29 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = LatencyConfig(
-        base=args.base, reward=args.reward, reward_layers=args.reward_layers,
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()], top_k=args.top_k,
-        batch_sizes=args.batch_sizes, new_tokens=args.new_tokens, prompt_len=args.prompt_len, beta=args.beta,
-        mlp_rank=args.mlp_rank, loop_max_k=args.loop_max_k, dtype=args.dtype, device=args.device, seed=args.seed,
-        reward_models=parse_reward_models(args.reward_model), min_run_time=args.min_run_time,
-        max_run_time=args.max_run_time, min_samples=args.min_samples, spread_max=args.spread_max,
-        drift_max=args.drift_max, load_max=args.load_max, retries=args.retries)
+        base=args.base,
+        reward=args.reward,
+        reward_layers=args.reward_layers,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        top_k=args.top_k,
+        batch_sizes=args.batch_sizes,
+        new_tokens=args.new_tokens,
+        prompt_len=args.prompt_len,
+        beta=args.beta,
+        mlp_rank=args.mlp_rank,
+        loop_max_k=args.loop_max_k,
+        dtype=args.dtype,
+        device=args.device,
+        seed=args.seed,
+        reward_models=parse_reward_models(args.reward_model),
+        min_run_time=args.min_run_time,
+        max_run_time=args.max_run_time,
+        min_samples=args.min_samples,
+        spread_max=args.spread_max,
+        drift_max=args.drift_max,
+        load_max=args.load_max,
+        retries=args.retries,
+    )
     rows = run_sweep(cfg)
     lines = ratio_report(rows)
     write_csv(rows, args.out_csv)

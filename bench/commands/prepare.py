@@ -27,21 +27,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
     t = sub.add_parser("train", help="seeded train / held-out split of a labelled training set")
     t.add_argument("--dataset", required=True, choices=sorted(TRAIN_DATASETS))
-    t.add_argument("--source", action="append", default=None,
-                   help="hub id or file, plain or .gz (absolute, or relative to the shipped data/, $BENCH_DATA_DIR "
-                        "or the cwd); repeat to combine files; default: the data set's shipped file, else its hub id")
+    t.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        help="hub id or file, plain or .gz (absolute, or relative to the shipped data/, $BENCH_DATA_DIR "
+        "or the cwd); repeat to combine files; default: the data set's shipped file, else its hub id",
+    )
     t.add_argument("--split", default="train", help="hub split to read (default: train)")
-    t.add_argument("--n-train", type=positive_int, default=None,
-                   help="training rows (default: all that remain after held-out)")
-    t.add_argument("--n-heldout", type=non_negative_int, default=0,
-                   help="held-out rows, drawn first so stable across --n-train (0: none)")
+    t.add_argument(
+        "--n-train", type=positive_int, default=None, help="training rows (default: all that remain after held-out)"
+    )
+    t.add_argument(
+        "--n-heldout",
+        type=non_negative_int,
+        default=0,
+        help="held-out rows, drawn first so stable across --n-train (0: none)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out-train", required=True, type=Path)
     t.add_argument("--out-heldout", type=Path, default=None)
     t.add_argument("--balance", action="store_true", help="equal numbers of label >= 0.5 and < 0.5 rows per set")
     t.add_argument("--attribute", default=None, help="label used by --balance (default: the data set's)")
-    t.add_argument("--davidson-label", choices=("binary", "share"), default="binary",
-                   help="Davidson toxicity: 1 for hate/offensive class, or the annotators' share")
+    t.add_argument(
+        "--davidson-label",
+        choices=("binary", "share"),
+        default="binary",
+        help="Davidson toxicity: 1 for hate/offensive class, or the annotators' share",
+    )
 
     p = sub.add_parser("prompts", help="a seeded sample of evaluation prompts")
     p.add_argument("--dataset", required=True, choices=("rtp", "sentiment"))
@@ -49,7 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--sentiment", choices=SENTIMENTS, default=None, help="which sentiment prompt file")
     p.add_argument("--n", type=positive_int, default=None, help="number of prompts (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-toxicity", type=finite_float, default=0.5, help="RTP: keep prompts with toxicity below this")
+    p.add_argument(
+        "--max-toxicity",
+        type=finite_float,
+        default=None,
+        help="RTP: keep prompts with toxicity below this (default 0.5; with --challenging: no filter)",
+    )
+    p.add_argument(
+        "--challenging",
+        action="store_true",
+        help="RTP: only prompts flagged `challenging` (default source: the shipped "
+        "rtp/decodingtrust_challenging.jsonl, else the hub)",
+    )
     p.add_argument("--allow-fewer", action="store_true", help="use all prompts when fewer than --n exist")
     p.add_argument("--out", required=True, type=Path)
 
@@ -66,7 +90,7 @@ def _common_labels(parts: list) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     from bench.data.registry import TRAIN_DATASETS
     from bench.data.splits import dedupe_texts, split_train_heldout
-    from bench.utils.io import atomic_outputs, check_writable, write_json, write_jsonl
+    from bench.utils.io import DIGEST_KEY, atomic_outputs, check_writable, sha256_file, write_json, write_jsonl
 
     default_attr, loader = TRAIN_DATASETS[args.dataset]
     if args.n_heldout > 0 and args.out_heldout is None:
@@ -79,8 +103,9 @@ def run_train(args: argparse.Namespace) -> int:
     all_keys = sorted(set().union(*(set(r["labels"]) for recs in parts for r in recs)))
     dropped_attrs = [k for k in all_keys if k not in labels]
     if dropped_attrs:
-        log.warning("sources disagree on label attributes; keeping the common ones %s, dropping %s",
-                    labels, dropped_attrs)
+        log.warning(
+            "sources disagree on label attributes; keeping the common ones %s, dropping %s", labels, dropped_attrs
+        )
     records = [{"text": r["text"], "labels": {k: r["labels"][k] for k in labels}} for recs in parts for r in recs]
     records, n_dup = dedupe_texts(records)
     if n_dup:
@@ -109,16 +134,24 @@ def run_train(args: argparse.Namespace) -> int:
         for (role, out, recs), tmp, tmp_side in zip(outs, temps[0::2], temps[1::2]):
             pos = sum(r["labels"][attr] >= 0.5 for r in recs)
             write_jsonl(out, recs, into=tmp)
-            write_json(sidecar_path(out), {**meta, "role": role, "written": len(recs),
-                                           "class_counts": {f"{attr}>=0.5": pos, f"{attr}<0.5": len(recs) - pos}},
-                       into=tmp_side)
+            write_json(
+                sidecar_path(out),
+                {
+                    **meta,
+                    "role": role,
+                    "written": len(recs),
+                    DIGEST_KEY: sha256_file(tmp),
+                    "class_counts": {f"{attr}>=0.5": pos, f"{attr}<0.5": len(recs) - pos},
+                },
+                into=tmp_side,
+            )
             log.info("wrote %d %s rows to %s (%d with %s >= 0.5)", len(recs), role, out, pos, attr)
     print(f"train={len(train)} heldout={len(held)} source={','.join(p.info.source for p in parts)}")
     return 0
 
 
 def run_prompts(args: argparse.Namespace) -> int:
-    from bench.utils.io import atomic_outputs, check_writable, write_json, write_jsonl
+    from bench.utils.io import DIGEST_KEY, atomic_outputs, check_writable, sha256_file, write_json, write_jsonl
 
     check_writable(args.out, sidecar_path(args.out))
     n = args.n
@@ -127,17 +160,35 @@ def run_prompts(args: argparse.Namespace) -> int:
 
         if args.sentiment:
             raise DataError("prepare prompts: --sentiment applies to --dataset sentiment, not rtp")
-        recs = load_rtp(args.source, n=n, seed=args.seed, max_toxicity=args.max_toxicity,
-                        allow_fewer=args.allow_fewer)
+        max_tox = args.max_toxicity if args.max_toxicity is not None else (None if args.challenging else 0.5)
+        recs = load_rtp(
+            args.source,
+            n=n,
+            seed=args.seed,
+            max_toxicity=max_tox,
+            allow_fewer=args.allow_fewer,
+            challenging=args.challenging,
+        )
     else:
         from bench.data.sentiment_prompts import load_sentiment_prompts
 
-        recs = load_sentiment_prompts(args.source, args.sentiment, n=n, seed=args.seed,
-                                      allow_fewer=args.allow_fewer)
+        if args.challenging:
+            raise DataError("prepare prompts: --challenging applies to --dataset rtp, not sentiment")
+        recs = load_sentiment_prompts(args.source, args.sentiment, n=n, seed=args.seed, allow_fewer=args.allow_fewer)
     with atomic_outputs(args.out, sidecar_path(args.out)) as (tmp, tmp_side):
-        write_jsonl(args.out, recs, into=tmp)
-        write_json(sidecar_path(args.out), {**recs.info.to_json(), "seed": args.seed, "n": args.n,
-                                            "written": len(recs), "prompt_dataset": args.dataset}, into=tmp_side)
+        write_jsonl(args.out, recs, into=tmp)  # its sha256 in the sidecar: `bench generate` verifies it
+        write_json(
+            sidecar_path(args.out),
+            {
+                **recs.info.to_json(),
+                "seed": args.seed,
+                "n": args.n,
+                DIGEST_KEY: sha256_file(tmp),
+                "written": len(recs),
+                "prompt_dataset": args.dataset,
+            },
+            into=tmp_side,
+        )
     log.info("wrote %d prompts to %s", len(recs), args.out)
     print(f"prompts={len(recs)} source={recs.info.source}")
     return 0

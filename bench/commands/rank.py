@@ -18,18 +18,35 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from bench.analysis.rank import COLUMN_KINDS
 
-    p.add_argument("--model", action="append", required=True, metavar="TASK:METHOD=DIR",
-                   help="a trained reward-model folder (repeat for every task and parametrization)")
-    p.add_argument("--prefixes", action="append", required=True, metavar="TASK=FILE",
-                   help="JSONL of generations ({prompt, continuations}), prompts ({prompt}) or texts ({text}) to "
-                        "take prefixes from; repeat (also per task) to pool several files")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="TASK:METHOD=DIR",
+        help="a trained reward-model folder (repeat for every task and parametrization)",
+    )
+    p.add_argument(
+        "--prefixes",
+        action="append",
+        required=True,
+        metavar="TASK=FILE",
+        help="JSONL of generations ({prompt, continuations}), prompts ({prompt}) or texts ({text}) to "
+        "take prefixes from; repeat (also per task) to pool several files",
+    )
     p.add_argument("--n-prefixes", type=int, default=256, help="largest N (rows)")
-    p.add_argument("--sizes", default=None,
-                   help="comma-separated N values for rank vs N (default: 64, 128, ... below --n-prefixes, and it)")
+    p.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated N values for rank vs N (default: 64, 128, ... below --n-prefixes, and it)",
+    )
     p.add_argument("--cuts", type=int, default=3, help="prefixes per continuation or text (cut after 1/c, 2/c, ...)")
-    p.add_argument("--columns", choices=COLUMN_KINDS, default="mixed",
-                   help="token columns shared by all prefixes: most frequent tokens of the prefix files, a seeded "
-                        "vocabulary sample, half of each, or the whole vocabulary")
+    p.add_argument(
+        "--columns",
+        choices=COLUMN_KINDS,
+        default="mixed",
+        help="token columns shared by all prefixes: most frequent tokens of the prefix files, a seeded "
+        "vocabulary sample, half of each, or the whole vocabulary",
+    )
     p.add_argument("--n-columns", type=int, default=512, help="C (ignored for --columns vocab)")
     p.add_argument("--max-length", type=int, default=64, help="BOS + the last max_length - 1 tokens of a prefix")
     p.add_argument("--batch-size", type=int, default=8)
@@ -68,8 +85,18 @@ def _sizes(text: str | None) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.analysis.rank import (choose_columns, encode_prefixes, growth_sizes, prefixes_from_records,
-                                     rank_vs_n, reward_matrix, source_texts, spectrum, summarise, token_counts)
+    from bench.analysis.rank import (
+        choose_columns,
+        encode_prefixes,
+        growth_sizes,
+        prefixes_from_records,
+        rank_vs_n,
+        reward_matrix,
+        source_texts,
+        spectrum,
+        summarise,
+        token_counts,
+    )
     from bench.reporting import rank as report
     from bench.rewards.registry import load_reward_model
     from bench.utils.io import read_jsonl
@@ -107,23 +134,46 @@ def run(args: argparse.Namespace) -> int:
             inputs[task] = (encode_prefixes(tok, prefixes, args.max_length), columns)
         encoded, columns = inputs[task]
         if int(columns.max()) >= model.vocab_size:
-            raise ConfigError(f"--model {task}:{method}: its vocabulary ({model.vocab_size}) differs from the task's "
-                              "other reward models'")
+            raise ConfigError(
+                f"--model {task}:{method}: its vocabulary ({model.vocab_size}) differs from the task's "
+                "other reward models'"
+            )
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         log.info("rank: %s/%s: R over %d prefixes x %d columns", task, method, len(encoded), columns.numel())
-        R = reward_matrix(model, encoded, None if args.columns == "vocab" else columns, args.batch_size,
-                          args.chunk_size, pad, progress=True)
+        R = reward_matrix(
+            model,
+            encoded,
+            None if args.columns == "vocab" else columns,
+            args.batch_size,
+            args.chunk_size,
+            pad,
+            progress=True,
+        )
         n = R.shape[0]
-        extra = {"task": task, "method": method or model.config.parametrization, "columns": args.columns,
-                 "bound": model.rank_bound(), "hidden_size": model.hidden_size}
+        extra = {
+            "task": task,
+            "method": method or model.config.parametrization,
+            "columns": args.columns,
+            "bound": model.rank_bound(),
+            "hidden_size": model.hidden_size,
+        }
         for centered in (False, True):
             rows.append({**summarise(R, centered), **extra})
         sizes = [s for s in requested if s <= n] if requested else growth_sizes(n)
         growth += [{**r, **extra} for r in rank_vs_n(R, sizes)]
         spectra[(task, extra["method"])] = {c: spectrum(R, c) for c in (False, True)}
         for c, sp in spectra[(task, extra["method"])].items():
-            spec_rows += [{"task": task, "method": extra["method"], "centered": c, "i": i + 1, "sigma": float(s),
-                           "sigma_rel": float(s_rel)} for i, (s, s_rel) in enumerate(zip(sp.sigma, sp.normalised))]
+            spec_rows += [
+                {
+                    "task": task,
+                    "method": extra["method"],
+                    "centered": c,
+                    "i": i + 1,
+                    "sigma": float(s),
+                    "sigma_rel": float(s_rel),
+                }
+                for i, (s, s_rel) in enumerate(zip(sp.sigma, sp.normalised))
+            ]
         del model, R
 
     report.write_rank_csv(rows, args.out_csv)
@@ -140,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
     if args.fig_growth:
         report.plot_rank_vs_n(growth, args.fig_growth)
     for r in rows:
-        print(f"{r['task']:10s} {r['method']:12s} centered={str(r['centered']):5s} N={r['n_prefixes']} "
-              f"C={r['n_columns']} rank(1e-2)={r['rank_1e-2']} rank(1e-3)={r['rank_1e-3']} "
-              f"entropy={r['entropy_rank']:.1f} numerical={r['numerical_rank']} cap={r['cap']} bound={r['bound']}")
+        print(
+            f"{r['task']:10s} {r['method']:12s} centered={str(r['centered']):5s} N={r['n_prefixes']} "
+            f"C={r['n_columns']} rank(1e-2)={r['rank_1e-2']} rank(1e-3)={r['rank_1e-3']} "
+            f"entropy={r['entropy_rank']:.1f} numerical={r['numerical_rank']} cap={r['cap']} bound={r['bound']}"
+        )
     return 0

@@ -9,8 +9,8 @@ sentiment), or the review alone when the title is empty.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from bench.data.sources import Records, SourceInfo, load_hub, progress, require_file, resolve_source
 from bench.data.tabular import iter_rows
@@ -67,8 +67,14 @@ def load_amazon_polarity(source: str | None = None, split: str = "train") -> Rec
         rows = _local_rows(path)
     else:
         ds = load_hub(res.value, split)
-        rows = ((f"{res.value}: row {i}", _hub_label(r.get("label"), f"{res.value}: row {i}"),
-                 _text(r.get("title"), r.get("content"))) for i, r in enumerate(ds))
+        rows = (
+            (
+                f"{res.value}: row {i}",
+                _hub_label(r.get("label"), f"{res.value}: row {i}"),
+                _text(r.get("title"), r.get("content")),
+            )
+            for i, r in enumerate(ds)
+        )
     records = []
     for _, label, text in progress(rows, "amazon-polarity"):
         info.read += 1

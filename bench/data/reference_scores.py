@@ -42,3 +42,25 @@ def read_jigsaw_binary(path: Path, max_rows: int | None) -> tuple[list[str], lis
     if max_rows and max_rows < len(df):  # the file is sorted by label: take evenly spaced rows, not the head
         df = df.iloc[np.linspace(0, len(df) - 1, max_rows).round().astype(int)]
     return df["comment_text"].astype(str).tolist(), df["toxic"].astype(int).tolist()
+
+
+def read_davidson_binary(path: Path, max_rows: int | None, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Davidson et al. tweets: 1 = hate speech or offensive (class 0/1), 0 = neither; a seeded sample of
+    `max_rows` rows (in file order) when given."""
+    from bench.data.splits import sample_records
+    from bench.data.toxicity import load_toxicity
+
+    recs = list(load_toxicity(str(path), "davidson"))
+    if max_rows and max_rows < len(recs):
+        recs = sample_records(recs, max_rows, seed=seed)
+    return [r["text"] for r in recs], [int(r["labels"]["toxicity"] >= 0.5) for r in recs]
+
+
+def read_sst2_labels(path: Path, max_rows: int | None) -> tuple[list[str], list[int]]:
+    """SST-2 sentences with 1 = positive (the GLUE TSV); the first `max_rows` when given."""
+    from bench.data.sst2 import load_sst2
+
+    recs = list(load_sst2(str(path), "dev"))
+    if max_rows:
+        recs = recs[:max_rows]
+    return [r["text"] for r in recs], [int(r["label"]) for r in recs]

@@ -8,7 +8,7 @@ picks the file). Hub: any data set with a `prompt` column (string or `{text}`), 
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from bench.data.paths import data_dir
 from bench.data.sources import Records, SourceInfo, find_local, load_hub, progress, require_file, resolve_source
@@ -25,8 +25,10 @@ SENTIMENTS = ("neutral", "positive", "negative")
 def default_source() -> str:
     found = find_local(MIRROR)
     if found is None or not found.is_dir():
-        raise DataError(f"sentiment prompts: no --source given and the shipped folder {MIRROR!r} was not "
-                        f"found in {data_dir()}; pass a <sentiment>_prompts.jsonl file")
+        raise DataError(
+            f"sentiment prompts: no --source given and the shipped folder {MIRROR!r} was not "
+            f"found in {data_dir()}; pass a <sentiment>_prompts.jsonl file"
+        )
     return MIRROR
 
 
@@ -43,8 +45,10 @@ def _convert(rows: Iterable[tuple[str, dict]], info: SourceInfo, sentiment: str)
         prompt = rec.get("prompt")
         text = prompt.get("text") if isinstance(prompt, dict) else prompt
         if not isinstance(text, str):
-            raise DataError(f"{where}: expected field 'prompt' with a string 'text' (or a string prompt), "
-                            f"got {type(prompt).__name__}")
+            raise DataError(
+                f"{where}: expected field 'prompt' with a string 'text' (or a string prompt), "
+                f"got {type(prompt).__name__}"
+            )
         if not text.strip():
             info.skip("empty_prompt")
             continue
@@ -94,7 +98,13 @@ def load_sentiment_prompts(
         rows = ((f"{res.value}: row {i}", rec) for i, rec in enumerate(ds))
     info.extra.update(sentiment=sentiment, seed=seed, n=n)
     records = _convert(rows, info, sentiment)
-    return finish_prompt_set(records, info, n=n, seed=seed, allow_fewer=allow_fewer,
-                             expected="JSONL records with prompt.text",
-                             none_left=f"every prompt was empty (read {info.read})",
-                             what=f"{sentiment} prompts from {info.source}")
+    return finish_prompt_set(
+        records,
+        info,
+        n=n,
+        seed=seed,
+        allow_fewer=allow_fewer,
+        expected="JSONL records with prompt.text",
+        none_left=f"every prompt was empty (read {info.read})",
+        what=f"{sentiment} prompts from {info.source}",
+    )

@@ -3,7 +3,8 @@
 Every loader accepts the same kind of string: an existing path (absolute, or relative to one of
 `bench.data.paths.search_roots()`: the shipped `data/`, `$BENCH_DATA_DIR`, the working directory) is read
 locally -- `name` also finds a compressed `name.gz` --; anything else is a hub id loaded with
-`datasets.load_dataset`. Compressed files (`.gz`) are read transparently. Loaders return a `Records` list that carries a `SourceInfo` (which source, how many
+`datasets.load_dataset`, pinned when it ends in `@<revision>` (`bench.utils.hub`; the sidecar records the
+revision and the commit that was read). Compressed files (`.gz`) are read transparently. Loaders return a `Records` list that carries a `SourceInfo` (which source, how many
 rows were read / kept / skipped and why), so a command can write it next to its output.
 """
 
@@ -13,12 +14,14 @@ import codecs
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from bench.data.paths import data_dir, search_roots
 from bench.errors import DataError
+from bench.utils.hub import cached_commit, split_revision
 from bench.utils.io import iter_binary_lines
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class SourceInfo:
             **({"available": self.available} if self.available is not None else {}),
             "skipped": dict(sorted(self.skipped.items())),
             **({"extra": self.extra} if self.extra else {}),
+            **(hub_provenance(self.source) if self.kind == "hub" else {}),
         }
 
     def log_summary(self) -> None:
@@ -67,8 +71,14 @@ class SourceInfo:
             sampled = f" (sampled from {self.available} that passed the filters)"
         log.info(
             "%s: read %d rows from %s %s%s; kept %d%s; skipped: %s",
-            self.dataset, self.read, self.kind, self.source,
-            f" (split {self.split})" if self.split else "", self.kept, sampled, skipped,
+            self.dataset,
+            self.read,
+            self.kind,
+            self.source,
+            f" (split {self.split})" if self.split else "",
+            self.kept,
+            sampled,
+            skipped,
         )
 
 
@@ -133,10 +143,14 @@ def resolve_source(source: str | os.PathLike, extra_root: str | os.PathLike | No
     if found is not None:
         return Resolved("local", str(found))
     if _looks_like_path(text):
-        where = "" if Path(text).expanduser().is_absolute() else \
-            " (looked in " + ", ".join(str(r) for r in search_roots(extra_root)) + ")"
-        raise DataError(f"{text}: file not found{where}; expected an existing local file/folder or a Hugging "
-                        f"Face hub id")
+        where = (
+            ""
+            if Path(text).expanduser().is_absolute()
+            else " (looked in " + ", ".join(str(r) for r in search_roots(extra_root)) + ")"
+        )
+        raise DataError(
+            f"{text}: file not found{where}; expected an existing local file/folder or a Hugging Face hub id"
+        )
     return Resolved("hub", text)
 
 
@@ -165,12 +179,39 @@ def iter_text_lines(path: Path) -> Iterator[str]:
             raise DataError(f"{path}: line {lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
+# hub spec -> the commit `load_hub` read in this process (what the sidecar of its output records)
+_READ_COMMITS: dict[str, str] = {}
+
+
+def hub_provenance(spec: str) -> dict[str, Any]:
+    """{"revision": pinned or None, "commit": the commit read (None if unknown)} of a hub data set spec."""
+    ident, rev = split_revision(spec)
+    return {"revision": rev, "commit": _READ_COMMITS.get(spec) or cached_commit(ident, rev, "dataset")}
+
+
+def _commit_of(ds, hub_id: str) -> str | None:
+    """The commit `datasets` resolved: its data-file URLs read `hf://datasets/<id>@<commit>/...`."""
+    import re
+
+    checksums = getattr(getattr(ds, "info", None), "download_checksums", None) or {}
+    for url in checksums:
+        m = re.search(rf"{re.escape(hub_id)}@([0-9a-f]{{40}})/", str(url))
+        if m:
+            return m.group(1)
+    return None
+
+
 def load_hub(hub_id: str, split: str, *, config: str | None = None, local_hint: str | None = None, **kwargs):
     """`datasets.load_dataset(hub_id, config, split=split)` with an actionable error when it fails.
 
+    `hub_id` may end in `@<revision>` (loaded at that revision; the commit read is remembered for the sidecar).
     The common failure here is no network: the message says the hub could not be reached and names the local
     mirror file to use instead.
     """
+    spec = hub_id
+    hub_id, revision = split_revision(spec)
+    if revision:
+        kwargs["revision"] = revision
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a hard dependency in practice
@@ -179,33 +220,39 @@ def load_hub(hub_id: str, split: str, *, config: str | None = None, local_hint: 
     try:
         args = (hub_id, config) if config else (hub_id,)
         try:
-            return datasets.load_dataset(*args, split=split, **kwargs)
+            ds = datasets.load_dataset(*args, split=split, **kwargs)
+            commit = _commit_of(ds, hub_id) or cached_commit(hub_id, revision, "dataset")
         except Exception:
-            snapshot = hub_cache_snapshot(hub_id)
+            snapshot = hub_cache_snapshot(hub_id, revision)
             if snapshot is None:
                 raise
             # offline, `datasets` reads only its own prepared cache, not the files `hf download` put in the
             # hub cache; the snapshot folder holds the repo's card (configs, splits) and data files
-            log.info("%s: not reachable; reading its hub-cache snapshot %s", hub_id, snapshot)
-            return datasets.load_dataset(str(snapshot), *args[1:], split=split, **kwargs)
+            log.info("%s: not reachable; reading its hub-cache snapshot %s", spec, snapshot)
+            kwargs.pop("revision", None)  # the snapshot folder is that revision
+            ds = datasets.load_dataset(str(snapshot), *args[1:], split=split, **kwargs)
+            commit = snapshot.name
+        if commit:
+            _READ_COMMITS[spec] = commit
+        return ds
     except Exception as exc:  # network, auth, unknown id, unknown split: all end here
         if local_hint:
             hint = f" Use a local file instead, e.g. --source {local_hint} (shipped in {data_dir()})."
         else:
             hint = " Pass a local file instead (a path, absolute or relative to data/ or $BENCH_DATA_DIR)."
         raise DataError(
-            f"{hub_id}: could not load this Hugging Face hub data set (split {split!r}): "
-            f"the hub could not be reached or the id/split does not exist "
+            f"{spec}: could not load this Hugging Face hub data set (split {split!r}): "
+            f"the hub could not be reached or the id/split{'/revision' if revision else ''} does not exist "
             f"[{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}].{hint}"
         ) from exc
 
 
-def hub_cache_snapshot(hub_id: str) -> Path | None:
+def hub_cache_snapshot(hub_id: str, revision: str | None = None) -> Path | None:
     """The local snapshot folder of a hub data set in `HF_HUB_CACHE` (filled by `hf download --repo-type
-    dataset`), or None when the cache has none."""
+    dataset [--revision R]`) at `revision` (default branch when None), or None when the cache has none."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(hub_id, repo_type="dataset", local_files_only=True))
+        return Path(snapshot_download(hub_id, repo_type="dataset", revision=revision, local_files_only=True))
     except Exception:  # not cached (LocalEntryNotFoundError), or an id huggingface_hub rejects
         return None

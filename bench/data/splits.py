@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from bench.errors import DataError
 
 log = logging.getLogger(__name__)
 
 
-def sample_records(records: Sequence[dict], n: int | None, seed: int, *, allow_fewer: bool = False,
-                   what: str = "records") -> list[dict]:
+def sample_records(
+    records: Sequence[dict], n: int | None, seed: int, *, allow_fewer: bool = False, what: str = "records"
+) -> list[dict]:
     """`n` records drawn with `random.Random(seed)`, kept in source order; None or -1 -> all of them."""
     if n is None or n < 0 or n == len(records):
         return list(records)
     if n > len(records):
         if not allow_fewer:
-            raise DataError(f"{what}: asked for {n} but only {len(records)} are available "
-                            f"(lower the size, or pass --allow-fewer / allow_fewer=True to use them all)")
+            raise DataError(
+                f"{what}: asked for {n} but only {len(records)} are available "
+                f"(lower the size, or pass --allow-fewer / allow_fewer=True to use them all)"
+            )
         log.warning("%s: asked for %d, only %d available; using all of them", what, n, len(records))
         return list(records)
     idx = sorted(random.Random(seed).sample(range(len(records)), n))
@@ -95,8 +98,9 @@ def split_train_heldout(
     return [records[i] for i in train], [records[i] for i in held]
 
 
-def finish_prompt_set(records: list[dict], info, *, n: int | None, seed: int, allow_fewer: bool, expected: str,
-                      none_left: str, what: str):
+def finish_prompt_set(
+    records: list[dict], info, *, n: int | None, seed: int, allow_fewer: bool, expected: str, none_left: str, what: str
+):
     """Shared tail of every prompt loader: refuse an empty file or an empty result, log skipped empty
     prompts, sample `n` with the seed, and record the counts in `info` (written next to the output)."""
     from bench.data.sources import Records

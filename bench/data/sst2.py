@@ -21,7 +21,13 @@ log = logging.getLogger(__name__)
 HUB_ID = "stanfordnlp/sst2"
 MIRROR = "sst2"
 TEXT_COLUMNS = ("sentence", "content", "text")
-SPLIT_ALIASES = {"train": "train", "dev": "validation", "validation": "validation", "valid": "validation", "test": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "dev": "validation",
+    "validation": "validation",
+    "valid": "validation",
+    "test": "test",
+}
 SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 
 
@@ -95,8 +101,9 @@ def load_sst2(source: str | None = None, split: str = "train") -> Records:
                 info.skip("unlabeled")
                 continue
             if label not in (0, 1) or isinstance(label, bool):
-                raise DataError(f"{res.value}: row {info.read - 1}: column 'label': expected 0 or 1 (-1: hidden), "
-                                f"got {label!r}")
+                raise DataError(
+                    f"{res.value}: row {info.read - 1}: column 'label': expected 0 or 1 (-1: hidden), got {label!r}"
+                )
             label = int(label)
             if not text:
                 info.skip("empty_text")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from bench.data.sources import iter_text_lines, require_file
 from bench.errors import DataError

@@ -15,11 +15,21 @@ from __future__ import annotations
 import html
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bench.data.paths import data_dir
-from bench.data.sources import Records, SourceInfo, data_suffix, find_local, load_hub, progress, require_file, resolve_source
+from bench.data.sources import (
+    Records,
+    SourceInfo,
+    data_suffix,
+    find_local,
+    load_hub,
+    progress,
+    require_file,
+    resolve_source,
+)
 from bench.data.tabular import iter_rows
 from bench.errors import DataError
 from bench.utils.io import iter_jsonl
@@ -28,8 +38,14 @@ log = logging.getLogger(__name__)
 
 CIVIL_ATTRIBUTES = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack", "sexual_explicit")
 KAGGLE_COLUMNS = ("id", "comment_text", "toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
-KAGGLE_TO_CIVIL = {"toxic": "toxicity", "severe_toxic": "severe_toxicity", "obscene": "obscene",
-                   "threat": "threat", "insult": "insult", "identity_hate": "identity_attack"}
+KAGGLE_TO_CIVIL = {
+    "toxic": "toxicity",
+    "severe_toxic": "severe_toxicity",
+    "obscene": "obscene",
+    "threat": "threat",
+    "insult": "insult",
+    "identity_hate": "identity_attack",
+}
 DAVIDSON_COLUMNS = ("count", "hate_speech", "offensive_language", "neither", "class", "tweet")
 EXPECTED = (
     "expected one of: no header with 2 columns `comment_text, toxic` (0/1); "
@@ -53,8 +69,9 @@ def default_source(dataset: str) -> str:
         return local
     if hub:
         return hub
-    raise DataError(f"{dataset}: no --source given and the shipped file {local!r} was not found in "
-                    f"{data_dir()}; pass a CSV path")
+    raise DataError(
+        f"{dataset}: no --source given and the shipped file {local!r} was not found in {data_dir()}; pass a CSV path"
+    )
 
 
 def detect_flavour(columns: list[str]) -> str | None:
@@ -111,16 +128,24 @@ def _to_record(row: dict, flavour: str, where: str, info: SourceInfo, davidson_l
         text = html.unescape(text) if isinstance(text, str) else text
         cls = _num(row.get("class"), where, "class")
         if cls not in (0.0, 1.0, 2.0):
-            raise DataError(f"{where}: column 'class': expected 0 (hate), 1 (offensive) or 2 (neither), got {row.get('class')!r}")
+            raise DataError(
+                f"{where}: column 'class': expected 0 (hate), 1 (offensive) or 2 (neither), got {row.get('class')!r}"
+            )
         if davidson_label == "share":
             count = _count(row.get("count"), where, "count")
             hate = _count(row.get("hate_speech", row.get("hate_speech_count")), where, "hate_speech")
-            off = _count(row.get("offensive_language", row.get("offensive_language_count")), where, "offensive_language")
+            off = _count(
+                row.get("offensive_language", row.get("offensive_language_count")), where, "offensive_language"
+            )
             if not count or hate is None or off is None:
-                raise DataError(f"{where}: columns count / hate_speech / offensive_language: expected annotator counts > 0")
+                raise DataError(
+                    f"{where}: columns count / hate_speech / offensive_language: expected annotator counts > 0"
+                )
             if hate + off > count:
-                raise DataError(f"{where}: columns hate_speech + offensive_language = {hate + off:g} exceed "
-                                f"count = {count:g}; expected at most count annotators")
+                raise DataError(
+                    f"{where}: columns hate_speech + offensive_language = {hate + off:g} exceed "
+                    f"count = {count:g}; expected at most count annotators"
+                )
             labels = {"toxicity": (hate + off) / count}
         else:
             labels = {"toxicity": 1.0 if cls in (0.0, 1.0) else 0.0}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
@@ -41,18 +41,34 @@ def check_reward_vocab(tokenizer, reward_model: RewardModel) -> None:
 
     cfg = reward_model.config
     where = getattr(reward_model, "source", None)
-    check_same_vocab(tokenizer, reward_model.tokenizer, "base LM",
-                     f"reward model {where + ' ' if where else ''}({cfg.parametrization}, backbone {cfg.backbone})")
+    check_same_vocab(
+        tokenizer,
+        reward_model.tokenizer,
+        "base LM",
+        f"reward model {where + ' ' if where else ''}({cfg.parametrization}, backbone {cfg.backbone})",
+    )
 
 
 def sampling_config(tokenizer, num_samples: int, max_new_tokens: int) -> GenerationConfig:
     """Pure ancestral sampling at temperature 1: every warper switched off explicitly."""
     return GenerationConfig(
-        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, typical_p=1.0, min_p=None,
-        epsilon_cutoff=0.0, eta_cutoff=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0,
-        min_length=0, max_new_tokens=int(max_new_tokens), num_beams=1,
-        num_return_sequences=int(num_samples), use_cache=True,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        typical_p=1.0,
+        min_p=None,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        min_length=0,
+        max_new_tokens=int(max_new_tokens),
+        num_beams=1,
+        num_return_sequences=int(num_samples),
+        use_cache=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
 
@@ -66,27 +82,44 @@ def _validate(prompts: Sequence[str], tokenizer, model, max_new_tokens: int, key
         if n == 0:
             raise DataError(f"prompt {i} (id {key}): tokenizes to no tokens")
         if ctx is not None and n + max_new_tokens > ctx:
-            raise DataError(f"prompt {i} (id {key}): {n} tokens + max_new_tokens {max_new_tokens} exceed the "
-                            f"base model's context of {ctx} tokens")
+            raise DataError(
+                f"prompt {i} (id {key}): {n} tokens + max_new_tokens {max_new_tokens} exceed the "
+                f"base model's context of {ctx} tokens"
+            )
 
 
-def generate_continuations(base_model, tokenizer, prompts: list[str], reward_model: RewardModel | None = None, *,
-                           top_k: int, beta: float = 0.0, direction: str = "away", num_samples: int = 1,
-                           max_new_tokens: int = 20, batch_size: int = 8, seed: int = 0,
-                           attribute: str | None = None, keys: Sequence[str] | None = None,
-                           on_batch: Callable[[int, list[dict]], None] | None = None,
-                           stats: dict | None = None, progress: bool = True) -> list[dict]:
+def generate_continuations(
+    base_model,
+    tokenizer,
+    prompts: list[str],
+    reward_model: RewardModel | None = None,
+    *,
+    top_k: int,
+    beta: float = 0.0,
+    direction: str = "away",
+    num_samples: int = 1,
+    max_new_tokens: int = 20,
+    batch_size: int = 8,
+    seed: int = 0,
+    attribute: str | None = None,
+    keys: Sequence[str] | None = None,
+    on_batch: Callable[[int, list[dict]], None] | None = None,
+    stats: dict | None = None,
+    progress: bool = True,
+    reward_rule: str = "clamp",
+) -> list[dict]:
     """Sample `num_samples` continuations per prompt; returns `{"id", "prompt", "continuations"}` per prompt.
 
     `keys` (default: the prompt texts) seed each prompt's samples and become the records' ids; `on_batch(start,
     records)` is called after each batch (for resumable partial files); `stats` receives token counts and
-    timings.
+    timings. `reward_rule`: how raw rewards become [0, 1] (`bench.decoding.processors.squash_rewards`).
     """
-    from tqdm.auto import tqdm
+    from bench.utils.progress import Progress
 
     if num_samples < 1 or max_new_tokens < 1 or batch_size < 1:
-        raise ConfigError(f"num_samples={num_samples}, max_new_tokens={max_new_tokens}, batch_size={batch_size}: "
-                          "expected all >= 1")
+        raise ConfigError(
+            f"num_samples={num_samples}, max_new_tokens={max_new_tokens}, batch_size={batch_size}: expected all >= 1"
+        )
     keys = list(keys) if keys is not None else list(prompts)
     if len(keys) != len(prompts):
         raise ConfigError(f"{len(keys)} keys for {len(prompts)} prompts")
@@ -95,39 +128,56 @@ def generate_continuations(base_model, tokenizer, prompts: list[str], reward_mod
     if tokenizer.padding_side != "left":
         raise ConfigError("the tokenizer must pad on the left for batched generation (use load_tokenizer)")
     _validate(prompts, tokenizer, base_model, max_new_tokens, keys)
-    vocab = int(base_model.get_output_embeddings().weight.shape[0]) if base_model.get_output_embeddings() is not None \
+    vocab = (
+        int(base_model.get_output_embeddings().weight.shape[0])
+        if base_model.get_output_embeddings() is not None
         else len(tokenizer)
-    proc = TopKRewardLogitsProcessor(reward_model, top_k, beta, direction, attribute, vocab_size=vocab)
+    )
+    proc = TopKRewardLogitsProcessor(
+        reward_model, top_k, beta, direction, attribute, vocab_size=vocab, reward_rule=reward_rule
+    )
     gen_config = sampling_config(tokenizer, num_samples, max_new_tokens)
     device = base_model.device
     records: list[dict] = []
     n_tokens = 0
     t0 = time.perf_counter()
     batches = range(0, len(prompts), batch_size)
-    for start in tqdm(batches, desc="generate", unit="batch", disable=not progress):
-        batch = prompts[start:start + batch_size]
-        bkeys = keys[start:start + batch_size]
+    bar = Progress(len(prompts), "generate", "prompts", logger=log, enabled=progress)
+    for start in batches:
+        batch = prompts[start : start + batch_size]
+        bkeys = keys[start : start + batch_size]
         enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
         mask = enc.attention_mask.repeat_interleave(num_samples, dim=0)
         proc.set_attention_mask(mask)
         sampler = RowSeededSampler([row_seed(seed, key, j) for key in bkeys for j in range(num_samples)])
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            out = base_model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
-                                      logits_processor=LogitsProcessorList([proc, sampler]),
-                                      generation_config=gen_config)
-        new = out[:, enc.input_ids.shape[1]:].cpu()
+            out = base_model.generate(
+                input_ids=enc.input_ids,
+                attention_mask=enc.attention_mask,
+                logits_processor=LogitsProcessorList([proc, sampler]),
+                generation_config=gen_config,
+            )
+        new = out[:, enc.input_ids.shape[1] :].cpu()
         n_tokens += _count_tokens(new, tokenizer.eos_token_id)
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-        batch_records = [{"id": key, "prompt": prompt, "continuations": texts[i * num_samples:(i + 1) * num_samples]}
-                         for i, (key, prompt) in enumerate(zip(bkeys, batch))]
+        batch_records = [
+            {"id": key, "prompt": prompt, "continuations": texts[i * num_samples : (i + 1) * num_samples]}
+            for i, (key, prompt) in enumerate(zip(bkeys, batch))
+        ]
         records.extend(batch_records)
         if on_batch is not None:
             on_batch(start, batch_records)
+        bar.update(len(batch))
+    bar.close()
     wall = time.perf_counter() - t0
     if stats is not None:
-        stats.update(generated_tokens=n_tokens, wall_time_s=wall, tokens_per_s=n_tokens / wall if wall > 0 else None,
-                     reward_calls=proc.reward_calls)
+        stats.update(
+            generated_tokens=n_tokens,
+            wall_time_s=wall,
+            tokens_per_s=n_tokens / wall if wall > 0 else None,
+            reward_calls=proc.reward_calls,
+        )
     return records
 
 

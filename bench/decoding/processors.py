@@ -5,6 +5,10 @@
   The reward model gets the base LM's ids unchanged and reads its own BOS in front of them (its state owns
   that), so it sees BOS + prompt + continuation, exactly what its loss trained.
   With no reward model (or beta = 0) it is exactly plain top-k.
+  `reward_rule` says how raw rewards (unbounded regressions) become r: `clamp` (the papers' rule, the
+  default), `centered` (minus the mean over the step's k candidates, plus 0.5, then clamped: a step where
+  every candidate is rated above 1 keeps its differences instead of clamping them away) or `sigmoid`
+  (sigmoid(4 (r - 0.5)): slope 1 at 0.5 like the clamp, never flat). `squash_rewards` is the one formula.
 * `RowSeededSampler`: draws the next token of every row from its OWN generator (seeded per prompt and
   sample) and returns a one-hot score row, so `generate`'s own sampling can only pick that token. A
   prompt's samples then do not depend on which batch it is in or on the padding of that batch.
@@ -23,16 +27,44 @@ from bench.rewards.base import PrefixCache, RewardModel
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("away", "toward")
+REWARD_RULES = ("clamp", "centered", "sigmoid")  # clamp: the papers' rule (docs/challenging.md)
+SIGMOID_SLOPE = 4.0  # sigmoid(4 (r - 0.5)) has slope 1 at r = 0.5, as the clamp has inside [0, 1]
+
+
+def squash_rewards(r: torch.Tensor, rule: str = "clamp") -> torch.Tensor:
+    """Raw rewards [..., k] of one step's k candidates -> r in [0, 1] that decoding adds as beta * r.
+
+    `centered` subtracts each row's mean over its k candidates (the last axis) and adds 0.5 before the clamp:
+    a per-row shift, which alone would not change the softmax over the candidates, but keeps candidates the
+    clamp would flatten (all rated > 1 after a toxic prefix) apart."""
+    if rule == "clamp":
+        return r.clamp(0.0, 1.0)
+    if rule == "centered":
+        return (r - r.mean(dim=-1, keepdim=True) + 0.5).clamp(0.0, 1.0)
+    if rule == "sigmoid":
+        return torch.sigmoid(SIGMOID_SLOPE * (r - 0.5))
+    raise ConfigError(f"reward rule '{rule}': expected one of {list(REWARD_RULES)}")
 
 
 class TopKRewardLogitsProcessor(LogitsProcessor):
     """RAD-style top-k reweighting; keeps the reward model's prefix cache across decoding steps."""
 
-    def __init__(self, reward_model: RewardModel | None, top_k: int, beta: float = 0.0, direction: str = "away",
-                 attribute: str | None = None, attention_mask: torch.Tensor | None = None,
-                 vocab_size: int | None = None) -> None:
+    def __init__(
+        self,
+        reward_model: RewardModel | None,
+        top_k: int,
+        beta: float = 0.0,
+        direction: str = "away",
+        attribute: str | None = None,
+        attention_mask: torch.Tensor | None = None,
+        vocab_size: int | None = None,
+        reward_rule: str = "clamp",
+    ) -> None:
         if direction not in DIRECTIONS:
             raise ConfigError(f"direction '{direction}': expected one of {list(DIRECTIONS)}")
+        if reward_rule not in REWARD_RULES:
+            raise ConfigError(f"reward rule '{reward_rule}': expected one of {list(REWARD_RULES)}")
+        self.reward_rule = reward_rule
         beta = float(beta)
         if not (beta >= 0 and beta != float("inf")):  # also refuses NaN
             raise ConfigError(f"beta={beta}: expected a finite number >= 0")
@@ -91,8 +123,10 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
         if self._mask_prompt is None:
             self._mask_prompt = input_ids[:, :p].clone()
         elif not torch.equal(self._mask_prompt.to(input_ids.device), input_ids[:, :p]):
-            raise ConfigError("the attention mask set on this processor belongs to another batch of prompts: "
-                              "call set_attention_mask(mask) before each generate call")
+            raise ConfigError(
+                "the attention mask set on this processor belongs to another batch of prompts: "
+                "call set_attention_mask(mask) before each generate call"
+            )
         return torch.cat([prompt, torch.ones_like(input_ids[:, p:])], dim=1)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -102,13 +136,17 @@ class TopKRewardLogitsProcessor(LogitsProcessor):
         if self.guided:
             mask = self.full_mask(input_ids)
             rm_device = self.reward_model.device
-            r = self.reward_model.score_candidates(input_ids.to(rm_device), mask.to(rm_device), idx.to(rm_device),
-                                                   self.state)
+            r = self.reward_model.score_candidates(
+                input_ids.to(rm_device), mask.to(rm_device), idx.to(rm_device), self.state
+            )
             self.reward_calls += self.reward_model.calls_per_token(k)
             r = r[..., self.steer_index].float()
-            _refuse_non_finite(r, f"reward model {getattr(self.reward_model, 'source', None) or self.reward_model.config.backbone} "
-                                  f"({self.reward_model.config.parametrization}), output '{self.attribute}'")
-            r = r.clamp(0.0, 1.0).to(scores.device)
+            _refuse_non_finite(
+                r,
+                f"reward model {getattr(self.reward_model, 'source', None) or self.reward_model.config.backbone} "
+                f"({self.reward_model.config.parametrization}), output '{self.attribute}'",
+            )
+            r = squash_rewards(r, self.reward_rule).to(scores.device)
             bonus = self.beta * (r if self.direction == "toward" else 1.0 - r)
             values = values + bonus.to(values.dtype)
         out = torch.full_like(scores, float("-inf"))
@@ -122,15 +160,17 @@ def _refuse_non_finite(t: torch.Tensor, source: str, allow_neg_inf: bool = False
     bad = torch.isnan(t) | (t == float("inf")) if allow_neg_inf else ~torch.isfinite(t)
     if bool(bad.any()):
         n = int(bad.sum())
-        raise ModelError(f"{source}: {n} non-finite value(s) (NaN/Inf) during decoding; expected finite numbers "
-                         "(are the model's weights corrupt?)")
+        raise ModelError(
+            f"{source}: {n} non-finite value(s) (NaN/Inf) during decoding; expected finite numbers "
+            "(are the model's weights corrupt?)"
+        )
 
 
 def row_seed(seed: int, key: str, sample: int) -> int:
     """A 63-bit seed from (run seed, prompt key, sample index), stable across Python runs and platforms."""
     import hashlib
 
-    digest = hashlib.sha256(f"{int(seed)}\x00{key}\x00{int(sample)}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{int(seed)}\x00{key}\x00{int(sample)}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 

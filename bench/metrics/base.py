@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 class Scorer:

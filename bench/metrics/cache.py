@@ -16,13 +16,13 @@ import math
 import random
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
-
-from tqdm import tqdm
+from typing import TypeVar
 
 from bench.errors import DataError
 from bench.metrics.base import Scorer
+from bench.utils.progress import Progress
 from bench.utils.testhooks import progress_point
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,16 @@ class ScoreCache:
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 raise
             self.conn.close()
-            raise DataError(f"{self.path}: not a usable SQLite score cache ({exc}); expected a cache written by "
-                            "`bench score --cache`, or a path that does not exist yet") from exc
+            raise DataError(
+                f"{self.path}: not a usable SQLite score cache ({exc}); expected a cache written by "
+                "`bench score --cache`, or a path that does not exist yet"
+            ) from exc
         if cols != ["scorer", "version", "text_hash", "score"]:
             self.conn.close()
-            raise DataError(f"{self.path}: SQLite file without the score cache's table (columns {cols}); "
-                            "expected a cache written by `bench score --cache`")
+            raise DataError(
+                f"{self.path}: SQLite file without the score cache's table (columns {cols}); "
+                "expected a cache written by `bench score --cache`"
+            )
 
     def _retry(self, fn: Callable[[], T]) -> T:
         """Run `fn`, retrying with jittered backoff while another process holds a lock the timeout did not outwait."""
@@ -83,12 +87,19 @@ class ScoreCache:
                 return fn()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == self.retries:
-                    raise
+                    if self.conn.in_transaction:
+                        self.conn.rollback()
+                    # disk full, a read-only file or folder, still locked after every retry: one line, the path
+                    raise DataError(
+                        f"{self.path}: score cache failed ({exc}); expected a writable SQLite file "
+                        "(delete it to start an empty cache: it only saves time)"
+                    ) from exc
                 if self.conn.in_transaction:
                     self.conn.rollback()
-                delay = min(5.0, 0.05 * 2 ** attempt) * (0.5 + random.random())
-                log.warning("score cache %s busy (%s); retry %d/%d in %.2f s", self.path, exc, attempt + 1,
-                            self.retries, delay)
+                delay = min(5.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                log.warning(
+                    "score cache %s busy (%s); retry %d/%d in %.2f s", self.path, exc, attempt + 1, self.retries, delay
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -96,12 +107,14 @@ class ScoreCache:
         found: dict[str, float] = {}
         hashes = list(hashes)
         for i in range(0, len(hashes), 500):
-            chunk = hashes[i:i + 500]
+            chunk = hashes[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._retry(lambda: self.conn.execute(
-                f"SELECT text_hash, score FROM scores WHERE scorer=? AND version=? AND text_hash IN ({marks})",
-                (scorer, version, *chunk),
-            ).fetchall())
+            rows = self._retry(
+                lambda chunk=chunk, marks=marks: self.conn.execute(
+                    f"SELECT text_hash, score FROM scores WHERE scorer=? AND version=? AND text_hash IN ({marks})",
+                    (scorer, version, *chunk),
+                ).fetchall()
+            )
             found.update(rows)
         counts = self.lookups.setdefault(scorer, {"hits": 0, "misses": 0})
         counts["hits"] += len(found)
@@ -110,12 +123,15 @@ class ScoreCache:
 
     def hit_stats(self) -> dict:
         """Lookups of this connection: per scorer and in total, hits, misses and the hit rate (None if none)."""
+
         def rate(c: dict) -> dict:
             n = c["hits"] + c["misses"]
             return {**c, "hit_rate": (c["hits"] / n) if n else None}
 
-        total = {"hits": sum(c["hits"] for c in self.lookups.values()),
-                 "misses": sum(c["misses"] for c in self.lookups.values())}
+        total = {
+            "hits": sum(c["hits"] for c in self.lookups.values()),
+            "misses": sum(c["misses"] for c in self.lookups.values()),
+        }
         return {"path": self.path, "total": rate(total), "by_scorer": {k: rate(v) for k, v in self.lookups.items()}}
 
     def put_many(self, scorer: str, version: str, items: dict[str, float]) -> None:
@@ -144,8 +160,9 @@ class ScoreCache:
         self.conn.close()
 
 
-def score_texts(scorer: Scorer, texts: Sequence[str], cache: ScoreCache | None = None,
-                desc: str | None = None) -> tuple[list[float], dict]:
+def score_texts(
+    scorer: Scorer, texts: Sequence[str], cache: ScoreCache | None = None, desc: str | None = None
+) -> tuple[list[float], dict]:
     """Scores for `texts` (duplicates and cached texts scored zero times); stats: hits, scored, texts/s."""
     texts = list(texts)
     hashes = [text_hash(t) for t in texts]
@@ -155,19 +172,31 @@ def score_texts(scorer: Scorer, texts: Sequence[str], cache: ScoreCache | None =
     new: dict[str, float] = {}
     start = time.perf_counter()
     bs = max(1, int(scorer.batch_size))
-    for i in tqdm(range(0, len(todo), bs), desc=desc or scorer.name, disable=None, leave=False):
-        batch = todo[i:i + bs]
-        scores = scorer.score([unique[h] for h in batch])
-        new.update(zip(batch, scores))
-        if cache is not None:  # store per batch: a killed run keeps what it paid for
-            cache.put_many(scorer.name, scorer.version, dict(zip(batch, scores)))
-            progress_point("score-batch")
+    with Progress(len(todo), desc or scorer.name, "texts", logger=log) as bar:  # lines in a log, a bar on a tty
+        for i in range(0, len(todo), bs):
+            batch = todo[i : i + bs]
+            scores = scorer.score([unique[h] for h in batch])
+            new.update(zip(batch, scores))
+            if cache is not None:  # store per batch: a killed run keeps what it paid for
+                cache.put_many(scorer.name, scorer.version, dict(zip(batch, scores)))
+                progress_point("score-batch")
+            bar.update(len(batch))
     elapsed = time.perf_counter() - start
     known.update(new)
-    stats = {"n_texts": len(texts), "n_unique": len(unique), "cache_hits": len(unique) - len(todo),
-             "scored": len(todo), "seconds": elapsed,
-             "texts_per_s": (len(todo) / elapsed) if todo and elapsed > 0 else float("nan")}
+    stats = {
+        "n_texts": len(texts),
+        "n_unique": len(unique),
+        "cache_hits": len(unique) - len(todo),
+        "scored": len(todo),
+        "seconds": elapsed,
+        "texts_per_s": (len(todo) / elapsed) if todo and elapsed > 0 else float("nan"),
+    }
     if todo:
-        log.info("%s: scored %d new texts (%d cached) at %.1f texts/s", scorer.name, len(todo),
-                 stats["cache_hits"], stats["texts_per_s"])
+        log.info(
+            "%s: scored %d new texts (%d cached) at %.1f texts/s",
+            scorer.name,
+            len(todo),
+            stats["cache_hits"],
+            stats["texts_per_s"],
+        )
     return [known[h] for h in hashes], stats

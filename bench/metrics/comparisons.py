@@ -1,7 +1,8 @@
 """Comparisons that use the design: every setting of a task decodes prompt p / sample j with the same seed.
 
 - `paired_differences`: each setting's difference to plain decoding and to RAD at the same beta (and k), with a
-  paired bootstrap CI (the same resampled prompts for both settings).
+  paired bootstrap CI (the same resampled prompts for both settings); for the steered statistics (`MATCHED`)
+  also to the same method at the next smaller beta (`_vs_prev`: does the sweep get worse as beta grows?).
 - `matched_fluency`: along each method's beta sweep (plain = beta 0 is every sweep's first point), the value of
   a statistic (avg. max toxicity, positive rate) at fixed fluency levels (factors of plain's geometric-mean
   PPL, `aggregate.FLUENCY_STAT`: the arithmetic mean is carried by a few outlier texts), with
@@ -18,15 +19,22 @@ reason; nothing is extrapolated. All bootstraps go through `bench.metrics.aggreg
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from bench.errors import DataError
-from bench.metrics.aggregate import (FLUENCY_STAT, STAT_SCORE, log_fluency, percentile_ci, prompt_ratios, ratio,
-                                     resample_ratios)
+from bench.metrics.aggregate import (
+    FLUENCY_STAT,
+    STAT_SCORE,
+    log_fluency,
+    percentile_ci,
+    prompt_ratios,
+    ratio,
+    resample_ratios,
+)
 
 COMPARED = ("avg_max_toxicity", "toxic_rate", "positive_rate", "ppl")
 MATCHED = ("avg_max_toxicity", "positive_rate")
@@ -52,13 +60,19 @@ class RunScores:
 
 
 def read_scores(path: str | Path) -> RunScores:
-    """Read a per-continuation scores JSONL ({id, sample, toxicity?, positive?, ppl?})."""
-    from bench.utils.io import iter_jsonl
+    """Read a per-continuation scores JSONL ({id, sample, toxicity?, positive?, ppl?}); when its
+    `.meta.json` (written by `bench score`) is there, the content digest recorded in it is verified."""
+    from bench.utils.io import DIGEST_KEY, iter_jsonl, read_json, verify_digest
 
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: per-continuation scores not found (`bench score --out-scores` writes them "
-                        "next to the summary CSV, same name with .jsonl)")
+        raise DataError(
+            f"{path}: per-continuation scores not found (`bench score --out-scores` writes them "
+            "next to the summary CSV, same name with .jsonl)"
+        )
+    meta = Path(f"{path}.meta.json")
+    if meta.is_file() and path.is_file():
+        verify_digest(path, read_json(meta, expect=dict).get(DIGEST_KEY), meta)
     by_id: dict[str, dict[str, dict[int, float]]] = {}
     names = [n for n in ("toxicity", "positive", "ppl")]
     present: set[str] = set()
@@ -84,8 +98,10 @@ def common_ids(runs: Sequence[RunScores]) -> list[str]:
     for r in runs[1:]:
         if set(r.ids) != set(first.ids):
             extra = sorted(set(r.ids) ^ set(first.ids))[:3]
-            raise DataError(f"{r.path} and {first.path} scored different prompts (e.g. {extra}); paired "
-                            "comparisons need every setting of a task on the same prompts")
+            raise DataError(
+                f"{r.path} and {first.path} scored different prompts (e.g. {extra}); paired "
+                "comparisons need every setting of a task on the same prompts"
+            )
     return list(first.ids)
 
 
@@ -97,12 +113,15 @@ def stat_matrix(runs: Sequence[RunScores], stat: str) -> tuple[np.ndarray, np.nd
 
 
 # --------------------------------------------------------------------------------------- paired differences
-def paired_differences(keys: Sequence[dict], runs: Sequence[RunScores], n_boot: int = 1000,
-                       seed: int = 0) -> list[dict]:
-    """For the runs of ONE task and k (`keys[i]` has method, beta): per run, `{stat}_vs_{plain,rad}[_lo,_hi]`.
+def paired_differences(
+    keys: Sequence[dict], runs: Sequence[RunScores], n_boot: int = 1000, seed: int = 0
+) -> list[dict]:
+    """For the runs of ONE task and k (`keys[i]` has method, beta): per run, `{stat}_vs_{plain,rad}[_lo,_hi]`,
+    and `{stat}_vs_prev[_lo,_hi]` for the statistics in `MATCHED`.
 
-    A run is compared with plain (if present; not with itself) and with RAD at its beta (if present; plain and
-    RAD itself get NaN). Statistics whose score the runs lack are skipped.
+    A run is compared with plain (if present; not with itself), with RAD at its beta (if present; plain and
+    RAD itself get NaN) and with its own method at the next smaller beta (NaN for a sweep's first beta: that
+    comparison is `_vs_plain`). Statistics whose score the runs lack are skipped.
     """
     out: list[dict] = [{} for _ in keys]
     plain = [i for i, k in enumerate(keys) if k["method"] == "plain"]
@@ -113,8 +132,17 @@ def paired_differences(keys: Sequence[dict], runs: Sequence[RunScores], n_boot: 
         reps = resample_ratios(num, den, n_boot, seed) if n_boot > 0 and num.shape[1] >= 2 else None
         point = ratio(num, den)
         for i, k in enumerate(keys):
-            refs = {"plain": plain[0] if plain and k["method"] != "plain" else None,
-                    "rad": rad.get(float(k["beta"])) if k["method"] not in ("plain", "rad") else None}
+            refs = {
+                "plain": plain[0] if plain and k["method"] != "plain" else None,
+                "rad": rad.get(float(k["beta"])) if k["method"] not in ("plain", "rad") else None,
+            }
+            if stat in MATCHED:
+                below = [
+                    j
+                    for j, kj in enumerate(keys)
+                    if kj["method"] == k["method"] != "plain" and float(kj["beta"]) < float(k["beta"])
+                ]
+                refs["prev"] = max(below, key=lambda j: float(keys[j]["beta"])) if below else None
             for name, j in refs.items():
                 col = f"{stat}_vs_{name}"
                 if j is None:
@@ -162,8 +190,14 @@ def _log_fluency_first(r: np.ndarray, s: int) -> np.ndarray:
     return np.concatenate([log_fluency(FLUENCY_STAT, r[..., :s]), r[..., s:]], axis=-1)
 
 
-def matched_fluency(keys: Sequence[dict], runs: Sequence[RunScores], levels: Sequence[float],
-                    n_boot: int = 1000, seed: int = 0, stats: Sequence[str] = MATCHED) -> list[dict]:
+def matched_fluency(
+    keys: Sequence[dict],
+    runs: Sequence[RunScores],
+    levels: Sequence[float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    stats: Sequence[str] = MATCHED,
+) -> list[dict]:
     """Rows (method, metric, level, ppl_level, value[_lo/_hi], boot_defined, vs_rad[_lo/_hi], reason) of ONE
     task and k. Needs a plain run (the sweeps' common start and the levels' reference)."""
     plain = [i for i, k in enumerate(keys) if k["method"] == "plain"]
@@ -185,23 +219,38 @@ def matched_fluency(keys: Sequence[dict], runs: Sequence[RunScores], levels: Seq
         # one resample of prompts for all settings and both statistics: a joint bootstrap
         num, den = np.concatenate([n_p, n_y]), np.concatenate([d_p, d_y])
         point = _log_fluency_first(ratio(num, den), s)[None, :]
-        reps = (_log_fluency_first(resample_ratios(num, den, n_boot, seed), s)
-                if n_boot > 0 and num.shape[1] >= 2 else None)
+        reps = (
+            _log_fluency_first(resample_ratios(num, den, n_boot, seed), s) if n_boot > 0 and num.shape[1] >= 2 else None
+        )
         for factor in levels:
             log_level = math.log(factor) + float(point[0, p0])
             values: dict[str, tuple[float, np.ndarray | None]] = {}
             for m, ix in sweeps.items():
                 cols_p, cols_y = np.array(ix), np.array(ix) + s
                 v = float(interpolate_sweep(point[:, cols_p], point[:, cols_y], np.array([log_level]))[0])
-                rv = (interpolate_sweep(reps[:, cols_p], reps[:, cols_y], math.log(factor) + reps[:, p0])
-                      if reps is not None else None)
+                rv = (
+                    interpolate_sweep(reps[:, cols_p], reps[:, cols_y], math.log(factor) + reps[:, p0])
+                    if reps is not None
+                    else None
+                )
                 values[m] = (v, rv)
             for m, ix in sweeps.items():
                 v, rv = values[m]
-                row = {"method": m, "metric": stat, "level": float(factor), "ppl_level": math.exp(log_level),
-                       "betas": " ".join(f"{float(keys[i]['beta']):g}" for i in ix[1:]),
-                       "value": v, "value_lo": math.nan, "value_hi": math.nan, "boot_defined": math.nan,
-                       "vs_rad": math.nan, "vs_rad_lo": math.nan, "vs_rad_hi": math.nan, "reason": ""}
+                row = {
+                    "method": m,
+                    "metric": stat,
+                    "level": float(factor),
+                    "ppl_level": math.exp(log_level),
+                    "betas": " ".join(f"{float(keys[i]['beta']):g}" for i in ix[1:]),
+                    "value": v,
+                    "value_lo": math.nan,
+                    "value_hi": math.nan,
+                    "boot_defined": math.nan,
+                    "vs_rad": math.nan,
+                    "vs_rad_lo": math.nan,
+                    "vs_rad_hi": math.nan,
+                    "reason": "",
+                }
                 if not math.isfinite(v):
                     row["reason"] = _reason(point[0, np.array(ix)], log_level)
                 elif rv is not None:

@@ -3,7 +3,7 @@ its continuations divided by the total number of whitespace words in them; avera
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def distinct_n(continuations: Sequence[str], n: int) -> float:
@@ -13,7 +13,7 @@ def distinct_n(continuations: Sequence[str], n: int) -> float:
     for text in continuations:
         words = text.split()
         total += len(words)
-        grams.update(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+        grams.update(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     return len(grams) / total if total else float("nan")
 
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
-from tqdm import tqdm
 
 from bench.errors import ModelError
+from bench.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,9 @@ class PerplexityScorer:
         self.tok = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
         self.device = next(self.model.parameters()).device
         conf = self.model.config
-        self.max_length = cfg.max_length or getattr(conf, "max_position_embeddings", None) or getattr(conf, "n_positions", 1024)
+        self.max_length = (
+            cfg.max_length or getattr(conf, "max_position_embeddings", None) or getattr(conf, "n_positions", 1024)
+        )
         self.softcap = getattr(conf, "final_logit_softcapping", None)
         self.body = self.model.base_model
         self.lm_head = self.model.get_output_embeddings()
@@ -71,7 +73,7 @@ class PerplexityScorer:
         if len(ids) > self.max_length:  # keep the continuation, cut the prompt from the left
             keep = max(1, self.max_length - len(c))
             ids = p[-keep:] + c
-            ids = ids[-self.max_length:]
+            ids = ids[-self.max_length :]
         n_cont = min(len(c), len(ids) - 1)
         return ids, n_cont
 
@@ -95,8 +97,8 @@ class PerplexityScorer:
         mask = torch.zeros((len(live), width), dtype=torch.long)
         for r, i in enumerate(live):  # right padding: positions are 0..len-1 for every row
             seq, _ = items[i]
-            ids[r, :len(seq)] = torch.tensor(seq)
-            mask[r, :len(seq)] = 1
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
         hidden = self.body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
         rows, cols, targets = [], [], []
         for r, i in enumerate(live):
@@ -109,7 +111,7 @@ class PerplexityScorer:
         tgt = torch.tensor(targets, device=self.device)
         nll = torch.empty(len(targets), dtype=torch.float64)
         for s in range(0, len(targets), self.cfg.logits_chunk):  # a row's logits do not depend on the chunk's others
-            x = picked[s:s + self.cfg.logits_chunk]
+            x = picked[s : s + self.cfg.logits_chunk]
             n_rows = len(x)
             if n_rows < MIN_ROWS:  # ... except in the few-row kernels (1-3 rows on CPU), which round differently
                 x = torch.cat([x, x.new_zeros(MIN_ROWS - n_rows, x.shape[1])])
@@ -117,11 +119,11 @@ class PerplexityScorer:
             if self.softcap:
                 logits = torch.tanh(logits / self.softcap) * self.softcap
             lp = torch.log_softmax(logits, dim=-1)
-            nll[s:s + len(lp)] = -lp.gather(1, tgt[s:s + len(lp), None])[:, 0].double().cpu()
+            nll[s : s + len(lp)] = -lp.gather(1, tgt[s : s + len(lp), None])[:, 0].double().cpu()
         start = 0
         for i in live:  # a text's targets are contiguous: summed in token order (an index_add could reorder)
             n = items[i][1]
-            mean = float(nll[start:start + n].sum()) / n
+            mean = float(nll[start : start + n].sum()) / n
             start += n
             out[i] = math.exp(mean) if mean < 700 else float("inf")
         return out
@@ -134,9 +136,10 @@ class PerplexityScorer:
         for i in sorted(range(len(items)), key=lambda i: len(items[i][0])):
             groups.setdefault(self._width(len(items[i][0])), []).append(i)
         bs = max(1, self.cfg.batch_size)
-        batches = [idx[s:s + bs] for idx in groups.values() for s in range(0, len(idx), bs)]
+        batches = [idx[s : s + bs] for idx in groups.values() for s in range(0, len(idx), bs)]
         out = [float("nan")] * len(items)
-        for idx in tqdm(batches, desc="perplexity", disable=None, leave=False):
+        # a bar on a terminal only: the score stage's loop (bench.metrics.cache.score_texts) logs the progress
+        for idx in progress(batches, "perplexity", "batches", logger=log, lines=False):
             for i, v in zip(idx, self._batch([items[i] for i in idx])):
                 out[i] = v
         return out

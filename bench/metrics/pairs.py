@@ -21,14 +21,17 @@ class CachedPerplexity(Scorer):
         self.name = f"ppl:{model_tag}"
         # pad<m>: the batching scheme (fluency module docstring); PPLs cached by the older batching differ in the
         # 7th digit, and mixing them would make a rerun's tables differ from a fresh run's
-        self.version = (f"transformers=={package_version('transformers')}/{ppl.cfg.dtype}/maxlen{ppl.max_length}"
-                        f"/pad{ppl.cfg.pad_multiple}")
+        self.version = (
+            f"transformers=={package_version('transformers')}/{ppl.cfg.dtype}/maxlen{ppl.max_length}"
+            f"/pad{ppl.cfg.pad_multiple}"
+        )
         folder = Path(model_tag).expanduser()
         if folder.is_dir():  # a local model's scores are reused only for the same weights, whatever its path
             from bench.utils.io import files_digest
 
-            self.version += "/" + files_digest(*sorted(folder.glob("*.json")), *sorted(folder.glob("*.safetensors")),
-                                               *sorted(folder.glob("*.bin")))
+            self.version += "/" + files_digest(
+                *sorted(folder.glob("*.json")), *sorted(folder.glob("*.safetensors")), *sorted(folder.glob("*.bin"))
+            )
 
     @staticmethod
     def key(prompt: str, continuation: str) -> str:

@@ -29,8 +29,16 @@ class PerspectiveScorer(Scorer):
     attribute = "toxicity"
     batch_size = 16
 
-    def __init__(self, qps: float = 1.0, max_retries: int = 5, backoff_s: float = 2.0, timeout_s: float = 30.0,
-                 session=None, sleep=time.sleep, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        qps: float = 1.0,
+        max_retries: int = 5,
+        backoff_s: float = 2.0,
+        timeout_s: float = 30.0,
+        session=None,
+        sleep=time.sleep,
+        clock=time.monotonic,
+    ) -> None:
         super().__init__()
         self._key = os.environ.get("PERSPECTIVE_API_KEY")
         if not self._key:
@@ -56,8 +64,12 @@ class PerspectiveScorer(Scorer):
         self._last = self.clock()
 
     def _one(self, text: str) -> float:
-        body = {"comment": {"text": text}, "languages": ["en"], "requestedAttributes": {"TOXICITY": {}},
-                "doNotStore": True}
+        body = {
+            "comment": {"text": text},
+            "languages": ["en"],
+            "requestedAttributes": {"TOXICITY": {}},
+            "doNotStore": True,
+        }
         for attempt in range(self.max_retries + 1):
             self._wait_turn()
             self.n_requests += 1
@@ -76,7 +88,7 @@ class PerspectiveScorer(Scorer):
                 if resp.status_code not in RETRY_STATUS:
                     break  # e.g. 400 (unsupported language): a retry gets the same answer
             if attempt < self.max_retries:
-                self.sleep(self.backoff_s * (2 ** attempt))
+                self.sleep(self.backoff_s * (2**attempt))
         self.n_failed += 1
         log.warning("perspective: request failed (%s); score is NaN (%d failed so far)", reason, self.n_failed)
         return float("nan")

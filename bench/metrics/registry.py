@@ -1,11 +1,13 @@
 """Pick a scorer by its spec string (CLI flags, configs).
 
-  profanity-check                         offline toxicity (alt-profanity-check, predict_prob)
-  detoxify:original | detoxify:PATH.ckpt  Detoxify (hub variant name, or a local checkpoint file)
-  perspective                             Perspective API (key from $PERSPECTIVE_API_KEY only)
-  tfidf-sst2:PATH.json                    offline TF-IDF + logistic regression sentiment (`bench fit-sentiment`)
-  vader                                   VADER sentiment, a second opinion ((compound + 1) / 2)
-  hf:MODEL                                a Hugging Face text-classification model (hub id or folder)
+profanity-check                         offline toxicity (alt-profanity-check, predict_prob)
+jigsaw-bilstm-toxblock | jigsaw-bilstm-tcc  offline Jigsaw-2018 BiLSTMs (tox-block / toxic-comment-classifier
+                                        weights, sha256-pinned, our numpy inference: bench.metrics.bilstm)
+detoxify:original | detoxify:PATH.ckpt  Detoxify (hub variant name, or a local checkpoint file)
+perspective                             Perspective API (key from $PERSPECTIVE_API_KEY only)
+tfidf-sst2:PATH.json                    offline TF-IDF + logistic regression sentiment (`bench fit-sentiment`)
+vader                                   VADER sentiment, a second opinion ((compound + 1) / 2)
+hf:MODEL                                a Hugging Face text-classification model (hub id or folder)
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from __future__ import annotations
 from bench.errors import ConfigError
 from bench.metrics.base import Scorer
 
-TOXICITY_SPECS = ("profanity-check", "detoxify:<variant|path>", "perspective")
+TOXICITY_SPECS = (
+    "profanity-check",
+    "jigsaw-bilstm-toxblock",
+    "jigsaw-bilstm-tcc",
+    "detoxify:<variant|path>",
+    "perspective",
+)
 SENTIMENT_SPECS = ("tfidf-sst2:<path>", "vader", "hf:<model>")
 
 
@@ -25,6 +33,12 @@ def build_scorer(spec: str, device: str = "cpu", batch_size: int | None = None) 
         from bench.metrics.toxicity import ProfanityCheckScorer
 
         scorer = ProfanityCheckScorer()
+    elif kind.startswith("jigsaw-bilstm-") and not arg:
+        from bench.metrics.bilstm import JUDGES, BiLSTMScorer
+
+        if kind not in JUDGES:
+            raise ConfigError(f"scorer '{spec}': unknown BiLSTM judge; expected one of {', '.join(sorted(JUDGES))}")
+        scorer = BiLSTMScorer(kind)
     elif kind == "detoxify":
         from bench.metrics.toxicity import DetoxifyScorer
 
@@ -46,9 +60,7 @@ def build_scorer(spec: str, device: str = "cpu", batch_size: int | None = None) 
 
         scorer = HFSentimentScorer(arg, device=device)
     else:
-        raise ConfigError(
-            f"scorer '{spec}': unknown; expected one of {', '.join(TOXICITY_SPECS + SENTIMENT_SPECS)}"
-        )
+        raise ConfigError(f"scorer '{spec}': unknown; expected one of {', '.join(TOXICITY_SPECS + SENTIMENT_SPECS)}")
     if batch_size:
         scorer.batch_size = int(batch_size)
     return scorer

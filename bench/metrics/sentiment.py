@@ -46,13 +46,18 @@ class HFSentimentScorer(Scorer):
         self.torch = torch
         self.device = torch.device(device)
         self.max_length = max_length
+        from bench.models.loading import pretrained_source
+
+        src, pin = pretrained_source(model)  # `id@rev`: that revision (bench.utils.hub)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-            self.model = AutoModelForSequenceClassification.from_pretrained(model).to(self.device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(src, **pin)
+            self.model = AutoModelForSequenceClassification.from_pretrained(src, **pin).to(self.device).eval()
         except OSError as exc:
-            raise ModelError(f"sentiment model '{model}': cannot load ({exc}); offline use tfidf-sst2:PATH or vader") from exc
-        labels = {int(i): str(l).lower() for i, l in self.model.config.id2label.items()}
-        pos = [i for i, l in labels.items() if l in ("positive", "pos", "label_1")]
+            raise ModelError(
+                f"sentiment model '{model}': cannot load ({exc}); offline use tfidf-sst2:PATH or vader"
+            ) from exc
+        labels = {int(i): str(name).lower() for i, name in self.model.config.id2label.items()}
+        pos = [i for i, name in labels.items() if name in ("positive", "pos", "label_1")]
         if len(labels) == 2 and not pos:
             pos = [1]
         if len(pos) != 1:
@@ -80,5 +85,8 @@ def model_revision(model: str) -> str:
         return f"folder-{file_digest(weights[0])}" if weights else "folder"
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(model, "config.json")
+    from bench.utils.hub import split_revision
+
+    repo, rev = split_revision(model)
+    found = try_to_load_from_cache(repo, "config.json", revision=rev)
     return Path(found).parent.name if isinstance(found, str) else "unknown-revision"

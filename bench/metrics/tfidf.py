@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -40,8 +40,15 @@ def fit_tfidf_logreg(texts: Sequence[str], labels: Sequence[int], cfg: TfidfConf
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vec = TfidfVectorizer(ngram_range=(1, cfg.ngram_max), min_df=cfg.min_df, sublinear_tf=cfg.sublinear_tf,
-                          lowercase=cfg.lowercase, token_pattern=cfg.token_pattern, norm="l2", smooth_idf=True)
+    vec = TfidfVectorizer(
+        ngram_range=(1, cfg.ngram_max),
+        min_df=cfg.min_df,
+        sublinear_tf=cfg.sublinear_tf,
+        lowercase=cfg.lowercase,
+        token_pattern=cfg.token_pattern,
+        norm="l2",
+        smooth_idf=True,
+    )
     x = vec.fit_transform(list(texts))
     clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter)
     clf.fit(x, np.asarray(labels))
@@ -50,8 +57,14 @@ def fit_tfidf_logreg(texts: Sequence[str], labels: Sequence[int], cfg: TfidfConf
     vocab = [None] * len(vec.vocabulary_)
     for term, idx in vec.vocabulary_.items():
         vocab[idx] = term
-    return {"format": FORMAT, "config": asdict(cfg), "vocabulary": vocab, "idf": vec.idf_.tolist(),
-            "coef": clf.coef_[0].tolist(), "intercept": float(clf.intercept_[0])}
+    return {
+        "format": FORMAT,
+        "config": asdict(cfg),
+        "vocabulary": vocab,
+        "idf": vec.idf_.tolist(),
+        "coef": clf.coef_[0].tolist(),
+        "intercept": float(clf.intercept_[0]),
+    }
 
 
 class TfidfModel:
@@ -64,8 +77,12 @@ class TfidfModel:
 
         self.cfg = TfidfConfig(**obj["config"])
         vocab = obj["vocabulary"]
-        self.vec = CountVectorizer(ngram_range=(1, self.cfg.ngram_max), lowercase=self.cfg.lowercase,
-                                   token_pattern=self.cfg.token_pattern, vocabulary={t: i for i, t in enumerate(vocab)})
+        self.vec = CountVectorizer(
+            ngram_range=(1, self.cfg.ngram_max),
+            lowercase=self.cfg.lowercase,
+            token_pattern=self.cfg.token_pattern,
+            vocabulary={t: i for i, t in enumerate(vocab)},
+        )
         self.idf = np.asarray(obj["idf"], dtype=np.float64)
         self.coef = np.asarray(obj["coef"], dtype=np.float64)
         self.intercept = float(obj["intercept"])

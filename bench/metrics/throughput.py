@@ -21,7 +21,7 @@ def measure(spec: str, texts: list[str]) -> tuple[float, list[str]]:
 
     def score_all() -> None:
         for i in range(0, len(texts), scorer.batch_size):
-            scorer.score(texts[i:i + scorer.batch_size])
+            scorer.score(texts[i : i + scorer.batch_size])
 
     t = timed(score_all, min_run_time=1.0, max_run_time=10.0)
     return len(texts) / t.median, assess(t.times, None, None, t.others_cpu, Thresholds())

@@ -1,4 +1,4 @@
-"""Offline toxicity scorers: alt-profanity-check (the embedded default) and Detoxify.
+"""Toxicity scorers: alt-profanity-check and Detoxify (the Jigsaw-2018 BiLSTM judges: `bench.metrics.bilstm`).
 
 Detoxify checkpoints are dicts `{"config": {"arch": {"args": {model_type, model_name, tokenizer_name,
 num_classes}}, "dataset": {"args": {"classes": [...]}}}, "state_dict": {...}}`. We read them with
@@ -44,6 +44,45 @@ class ProfanityCheckScorer(Scorer):
         return self._predict_prob(texts).tolist()
 
 
+# full sha256 of official Detoxify releases: a download is verified before it enters the torch.hub cache
+# (torch.hub only checks the 8-hex prefix in the name)
+DETOXIFY_SHA256 = {
+    "toxic_original-c1212f89.ckpt": "c1212f89ac23307ab33932ce29dc446a6e030fb3f384a500890bbe662b7b544a",
+}
+
+
+def _download_pinned(url: str) -> None:
+    """Download a pinned release into torch.hub's cache, refusing (and removing) a file whose sha256 differs.
+    A file already in the cache (e.g. placed by `bench hub-ids --fetch`) is left to torch.hub's own check."""
+    import hashlib
+    import os
+    import tempfile
+
+    name = Path(url).name
+    want = DETOXIFY_SHA256.get(name)
+    target = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if want is None or target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        torch.hub.download_url_to_file(url, tmp, progress=False)
+        h = hashlib.sha256()
+        with open(tmp, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != want:
+            raise ModelError(
+                f"detoxify checkpoint {url}: sha256 {h.hexdigest()[:16]}... does not match the pinned "
+                f"{want[:16]}...; refusing it"
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _hub_checkpoint(variant: str) -> tuple[dict, str]:
     from detoxify.detoxify import MODEL_URLS
 
@@ -51,6 +90,7 @@ def _hub_checkpoint(variant: str) -> tuple[dict, str]:
         raise ModelError(f"detoxify variant '{variant}': unknown; expected one of {sorted(MODEL_URLS)} or a .ckpt path")
     url = MODEL_URLS[variant]
     try:
+        _download_pinned(url)
         try:
             loaded = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
@@ -58,12 +98,13 @@ def _hub_checkpoint(variant: str) -> tuple[dict, str]:
             # (in its name) verified, never for a user-supplied path
             log.warning("detoxify:%s needs weights_only=False; loading the hash-checked official release", variant)
             loaded = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=False, check_hash=True)
-    except pickle.UnpicklingError:
+    except (pickle.UnpicklingError, ModelError):
         raise
     except Exception as exc:  # offline: say what to do instead
         raise ModelError(
             f"detoxify:{variant}: cannot download {url} ({type(exc).__name__}); offline, pass a local "
-            "checkpoint: detoxify:/path/model.ckpt[?config=/folder/with/config+tokenizer]") from exc
+            "checkpoint: detoxify:/path/model.ckpt[?config=/folder/with/config+tokenizer]"
+        ) from exc
     return loaded, Path(url).name
 
 
@@ -98,8 +139,10 @@ class DetoxifyScorer(Scorer):
             arch = loaded["config"]["arch"]["args"]
             classes = [_CLASS_RENAME.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]]
         except (KeyError, TypeError) as exc:
-            raise ModelError(f"detoxify checkpoint {source}: missing config key {exc}; "
-                             "expected config.arch.args and config.dataset.args.classes") from exc
+            raise ModelError(
+                f"detoxify checkpoint {source}: missing config key {exc}; "
+                "expected config.arch.args and config.dataset.args.classes"
+            ) from exc
         if "toxicity" not in classes:
             raise ModelError(f"detoxify checkpoint {source}: no 'toxic'/'toxicity' class in {classes}")
         self.index = classes.index("toxicity")
@@ -118,18 +161,23 @@ class DetoxifyScorer(Scorer):
             raise ModelError(f"detoxify checkpoint {source}: transformers has no {exc.name}") from exc
         local = Path(cfg_src).exists()
         try:
-            config = model_cls.config_class.from_pretrained(cfg_src, num_labels=int(arch["num_classes"]),
-                                                            local_files_only=local)
+            config = model_cls.config_class.from_pretrained(
+                cfg_src, num_labels=int(arch["num_classes"]), local_files_only=local
+            )
             tokenizer = tok_cls.from_pretrained(cfg_src, local_files_only=local)
         except OSError as exc:
-            raise ModelError(f"detoxify checkpoint {source}: cannot load config/tokenizer from '{cfg_src}' ({exc}); "
-                             "offline, add ?config=/folder/with/config.json+tokenizer") from exc
+            raise ModelError(
+                f"detoxify checkpoint {source}: cannot load config/tokenizer from '{cfg_src}' ({exc}); "
+                "offline, add ?config=/folder/with/config.json+tokenizer"
+            ) from exc
         model = model_cls(config)
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         unexpected = [k for k in unexpected if not k.endswith("position_ids")]  # buffer older versions saved
         if missing or unexpected:
-            raise ModelError(f"detoxify checkpoint {source}: weights do not fit {arch['model_name']} "
-                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+            raise ModelError(
+                f"detoxify checkpoint {source}: weights do not fit {arch['model_name']} "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
         return model.to(self.device).eval(), tokenizer
 
     @torch.no_grad()

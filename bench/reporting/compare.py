@@ -19,8 +19,23 @@ import pandas as pd
 from bench.errors import DataError
 
 # Columns that identify a row (a setting), when present; every other numeric column is a measurement.
-KEY_COLUMNS = ("task", "family", "target", "prompt_type", "method", "parametrization", "beta", "top_k",
-               "ppl_factor", "level", "centered", "n_prefixes", "batch_size", "new_tokens", "k")
+KEY_COLUMNS = (
+    "task",
+    "family",
+    "target",
+    "prompt_type",
+    "method",
+    "parametrization",
+    "beta",
+    "top_k",
+    "ppl_factor",
+    "level",
+    "centered",
+    "n_prefixes",
+    "batch_size",
+    "new_tokens",
+    "k",
+)
 VERDICTS = ("identical", "within_ci", "outside_ci", "differs_no_ci", "missing_row", "extra_row")
 
 
@@ -61,8 +76,15 @@ def key_columns(ref: pd.DataFrame, run: pd.DataFrame, keys: list[str] | None = N
 
 def _measurements(ref: pd.DataFrame, run: pd.DataFrame, keys: list[str]) -> list[str]:
     bounds = {c for c in ref.columns if c.endswith(("_lo", "_hi"))}
-    return [c for c in ref.columns if c in run.columns and c not in keys and c not in bounds
-            and pd.api.types.is_numeric_dtype(ref[c]) and pd.api.types.is_numeric_dtype(run[c])]
+    return [
+        c
+        for c in ref.columns
+        if c in run.columns
+        and c not in keys
+        and c not in bounds
+        and pd.api.types.is_numeric_dtype(ref[c])
+        and pd.api.types.is_numeric_dtype(run[c])
+    ]
 
 
 def _verdict(ref_v: float, run_v: float, lo: float | None, hi: float | None) -> str:
@@ -85,8 +107,14 @@ def compare_tables(ref: Table, run: Table, keys: list[str] | None = None) -> pd.
     for _, row in merged.iterrows():
         setting = {k: row[k] for k in keys}
         if row["_merge"] != "both":
-            out.append({"table": ref.name, **setting, "metric": "",
-                        "verdict": "missing_row" if row["_merge"] == "left_only" else "extra_row"})
+            out.append(
+                {
+                    "table": ref.name,
+                    **setting,
+                    "metric": "",
+                    "verdict": "missing_row" if row["_merge"] == "left_only" else "extra_row",
+                }
+            )
             continue
         for col in _measurements(ref.frame, run.frame, keys):
             ref_v, run_v = float(row[f"{col}@ref"]), float(row[f"{col}@run"])
@@ -94,10 +122,22 @@ def compare_tables(ref: Table, run: Table, keys: list[str] | None = None) -> pd.
             hi = float(row[f"{col}_hi@ref"]) if f"{col}_hi" in ref.frame.columns else None
             verdict = _verdict(ref_v, run_v, lo, hi)
             if verdict != "identical":
-                out.append({"table": ref.name, **setting, "metric": col, "reference": ref_v, "run": run_v,
-                            "difference": run_v - ref_v, "ref_lo": lo, "ref_hi": hi, "verdict": verdict})
-    return pd.DataFrame(out, columns=["table", *keys, "metric", "reference", "run", "difference", "ref_lo",
-                                      "ref_hi", "verdict"])
+                out.append(
+                    {
+                        "table": ref.name,
+                        **setting,
+                        "metric": col,
+                        "reference": ref_v,
+                        "run": run_v,
+                        "difference": run_v - ref_v,
+                        "ref_lo": lo,
+                        "ref_hi": hi,
+                        "verdict": verdict,
+                    }
+                )
+    return pd.DataFrame(
+        out, columns=["table", *keys, "metric", "reference", "run", "difference", "ref_lo", "ref_hi", "verdict"]
+    )
 
 
 def failed(report: pd.DataFrame) -> bool:
@@ -107,7 +147,7 @@ def failed(report: pd.DataFrame) -> bool:
 
 # Columns (and whole tables) that measure wall-clock time: they differ between any two runs, interrupted or not.
 TIMING_COLUMNS = {"reward_models": ("train_seconds",), "scorer_agreement": ("texts_per_s",)}
-TIMING_TABLES = ("latency",)
+TIMING_TABLES = ("latency", "cost")
 
 
 def comparable_table(path: str | Path) -> bytes | None:

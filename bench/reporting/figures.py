@@ -25,7 +25,6 @@ from bench.utils.io import atomic_path  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-
 def method_color(method: str):
     """One tab10 colour per parametrization, by registry order (stable across figures)."""
     order = method_order()[1:]
@@ -66,8 +65,14 @@ def _panel(ax, part: pd.DataFrame, ycol: str, ylabel: str, scale: float, title: 
             ax.errorbar(x, y, fmt="o-", color=method_color(method), markersize=4, label=name, **kw)
             for xi, yi, b in zip(x, y, r["beta"]):
                 if np.isfinite(xi) and np.isfinite(yi):
-                    ax.annotate(f"β={b:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                                color=method_color(method))
+                    ax.annotate(
+                        f"β={b:g}",
+                        (xi, yi),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize=7,
+                        color=method_color(method),
+                    )
     ax.set_xlabel("Perplexity, geometric mean (lower is more fluent)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -101,7 +106,9 @@ def tradeoff_figure(df: pd.DataFrame, family: str, path: str | Path) -> Path:
 
 def write_figures(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """`<family>_tradeoff.png` for each task family present in the summaries."""
-    return [tradeoff_figure(part, family, Path(out_dir) / f"{family}_tradeoff.png") for family, part in df.groupby("family")]
+    return [
+        tradeoff_figure(part, family, Path(out_dir) / f"{family}_tradeoff.png") for family, part in df.groupby("family")
+    ]
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -113,23 +120,50 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+MATCHED_COLUMNS = ("task", "top_k", "method", "metric", "level", "value", "value_lo", "value_hi")
+
+
+def read_matched_fluency(path: str | Path) -> pd.DataFrame:
+    """The tables stage's matched_fluency.csv: the figure plots its bootstraps instead of redoing them."""
+    from bench.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: matched-fluency table not found (`bench tables --scores ...` writes it)")
+    try:
+        mf = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=list(MATCHED_COLUMNS))  # no sweep with a plain run: an empty table
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a CSV ({e}); expected `bench tables`' matched_fluency.csv") from e
+    missing = [c for c in MATCHED_COLUMNS if c not in mf.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected `bench tables`' matched_fluency.csv")
+    return mf
+
+
 def matched_fluency_figure(mf: pd.DataFrame, path: str | Path) -> Path:
     """One panel per (task, k, metric): the metric at each PPL level with its joint-bootstrap CI, per method."""
     panels = list(mf.groupby(["task", "top_k", "metric"], sort=False)) if not mf.empty else []
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.2 * max(1, len(panels)), 4.2), squeeze=False)
     for ax, ((task, k, metric), part) in zip(axes[0], panels):
         scale = 100.0 if metric == "positive_rate" else 1.0
-        methods = [m for m in method_order() if m in set(part["method"])] + \
-            sorted(set(part["method"]) - set(method_order()))
+        methods = [m for m in method_order() if m in set(part["method"])] + sorted(
+            set(part["method"]) - set(method_order())
+        )
         levels = sorted(part["level"].unique())
         for j, m in enumerate(methods):
             r = part[part["method"] == m].sort_values("level")
             x = np.array([levels.index(v) for v in r["level"]], float) + (j - (len(methods) - 1) / 2) * 0.08
             y = r["value"].to_numpy(float) * scale
-            err = np.nan_to_num(np.clip(np.stack([y - r["value_lo"].to_numpy(float) * scale,
-                                                  r["value_hi"].to_numpy(float) * scale - y]), 0, None))
-            ax.errorbar(x, y, yerr=err, fmt="o-", color=method_color(m), capsize=2, markersize=4,
-                        label=method_label(m))
+            err = np.nan_to_num(
+                np.clip(
+                    np.stack([y - r["value_lo"].to_numpy(float) * scale, r["value_hi"].to_numpy(float) * scale - y]),
+                    0,
+                    None,
+                )
+            )
+            ax.errorbar(x, y, yerr=err, fmt="o-", color=method_color(m), capsize=2, markersize=4, label=method_label(m))
         ax.set_xticks(range(len(levels)), [f"{v:g}x" for v in levels])
         ax.set_xlabel("PPL level (x plain decoding's PPL)")
         ax.set_ylabel("Positive rate (%)" if metric == "positive_rate" else "Avg. max toxicity")
@@ -152,10 +186,15 @@ def reward_models_figure(folders, path: str | Path) -> Path:
     logs: dict[str, dict[str, tuple[pd.DataFrame, int]]] = {}
     for folder in map(Path, folders):
         summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
-        rows = [json.loads(line) for line in (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        rows = [
+            json.loads(line)
+            for line in (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
         logs.setdefault(folder.parent.name, {})[summary["parametrization"]] = (
-            pd.DataFrame(rows), int(summary.get("best_step", summary["steps"])))
+            pd.DataFrame(rows),
+            int(summary.get("best_step", summary["steps"])),
+        )
     tasks = sorted(logs)
     fig, axes = plt.subplots(2, max(1, len(tasks)), figsize=(5.2 * max(1, len(tasks)), 7), squeeze=False)
     for c, task in enumerate(tasks):
@@ -165,8 +204,7 @@ def reward_models_figure(folders, path: str | Path) -> Path:
                 if col not in df or df[col].isna().all():
                     continue
                 ax = axes[r][c]
-                ax.plot(df["step"], df[col], "o-", color=method_color(param), markersize=3,
-                        label=method_label(param))
+                ax.plot(df["step"], df[col], "o-", color=method_color(param), markersize=3, label=method_label(param))
                 at = df[df["step"] == best]
                 ax.plot(at["step"], at[col], "*", color=method_color(param), markersize=12)
         axes[0][c].set_title(task, fontsize=10)

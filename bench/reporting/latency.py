@@ -11,14 +11,66 @@ from pathlib import Path
 from bench.reporting.format import fmt
 from bench.utils.io import atomic_open, atomic_path
 
-COLUMNS = ["method", "batch_size", "new_tokens", "top_k", "ms_per_token", "ms_q1", "ms_q3", "ms_min", "ms_max",
-           "samples", "tokens_per_s", "processor_ms", "reward_ms", "reward_share", "trunk_forwards_per_token",
-           "trunk_positions_per_token", "reward_calls_per_token", "peak_mem_mb", "peak_mem_kind", "plain_ms_paired",
-           "plain_drift", "ratio_to_plain", "limit_measured", "limit_flops", "ratio_over_limit", "spread", "stable",
-           "unstable_reasons", "attempts", "others_cpu", "load1", "cpus", "device", "device_name", "dtype", "torch",
-           "transformers", "threads", "timer", "sync", "decode", "base", "reward", "prompt_len"]
-PROTOCOL_KEYS = ["device", "device_name", "dtype", "torch", "transformers", "threads", "timer", "sync", "decode",
-                 "base", "reward", "prompt_len"]
+COLUMNS = [
+    "method",
+    "batch_size",
+    "new_tokens",
+    "top_k",
+    "ms_per_token",
+    "ms_q1",
+    "ms_q3",
+    "ms_min",
+    "ms_max",
+    "samples",
+    "tokens_per_s",
+    "processor_ms",
+    "reward_ms",
+    "reward_share",
+    "trunk_forwards_per_token",
+    "trunk_positions_per_token",
+    "reward_calls_per_token",
+    "peak_mem_mb",
+    "peak_mem_kind",
+    "plain_ms_paired",
+    "plain_drift",
+    "ratio_to_plain",
+    "limit_measured",
+    "limit_flops",
+    "ratio_over_limit",
+    "spread",
+    "stable",
+    "unstable_reasons",
+    "attempts",
+    "others_cpu",
+    "load1",
+    "cpus",
+    "device",
+    "device_name",
+    "dtype",
+    "torch",
+    "transformers",
+    "threads",
+    "timer",
+    "sync",
+    "decode",
+    "base",
+    "reward",
+    "prompt_len",
+]
+PROTOCOL_KEYS = [
+    "device",
+    "device_name",
+    "dtype",
+    "torch",
+    "transformers",
+    "threads",
+    "timer",
+    "sync",
+    "decode",
+    "base",
+    "reward",
+    "prompt_len",
+]
 
 
 def write_csv(rows: list[dict], path: str | Path) -> None:
@@ -33,25 +85,63 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
 
 def markdown(rows: list[dict], ratio_lines: list[str]) -> str:
     proto = {k: rows[0][k] for k in PROTOCOL_KEYS} if rows else {}
-    out = ["# Decoding latency", "", "Protocol: " + "; ".join(f"{k}={v}" for k, v in proto.items()) + ".",
-           "ms/token = median wall time of one decoding step (one token for every row), IQR in brackets, n = Timer "
-           "samples; calls = reward-head evaluations per token (counted by the reward model); fwd = reward-trunk "
-           "forwards per token; share = reward-step share of the step; x plain = median step / median of plain "
-           "decoding measured just before and after the cell; limit = 1 + reward-step time / that plain step; "
-           "others = CPU share other processes took meanwhile; a cell marked * is unstable (reasons in the CSV) and "
-           "its checks print UNSTABLE.", ""]
-    cols = ["method", "B", "T", "k", "ms/token [IQR]", "n", "tok/s", "calls", "fwd", "share", "peak MB", "x plain",
-            "limit", "limit (FLOPs)", "others", "stable"]
+    out = [
+        "# Decoding latency",
+        "",
+        "Protocol: " + "; ".join(f"{k}={v}" for k, v in proto.items()) + ".",
+        "ms/token = median wall time of one decoding step (one token for every row), IQR in brackets, n = Timer "
+        "samples; calls = reward-head evaluations per token (counted by the reward model); fwd = reward-trunk "
+        "forwards per token; share = reward-step share of the step; x plain = median step / median of plain "
+        "decoding measured just before and after the cell; limit = 1 + reward-step time / that plain step; "
+        "others = CPU share other processes took meanwhile; a cell marked * is unstable (reasons in the CSV) and "
+        "its checks print UNSTABLE.",
+        "",
+    ]
+    cols = [
+        "method",
+        "B",
+        "T",
+        "k",
+        "ms/token [IQR]",
+        "n",
+        "tok/s",
+        "calls",
+        "fwd",
+        "share",
+        "peak MB",
+        "x plain",
+        "limit",
+        "limit (FLOPs)",
+        "others",
+        "stable",
+    ]
     out.append("| " + " | ".join(cols) + " |")
     out.append("|" + "---|" * len(cols))
     for r in rows:
-        out.append("| " + " | ".join([
-            r["method"], str(r["batch_size"]), str(r["new_tokens"]), str(r["top_k"] or "-"),
-            f"{fmt(r['ms_per_token'], '.2f')} [{fmt(r['ms_q1'], '.2f')}, {fmt(r['ms_q3'], '.2f')}]",
-            str(r["samples"]), fmt(r["tokens_per_s"], ".1f"), fmt(r["reward_calls_per_token"], ".2f"),
-            fmt(r["trunk_forwards_per_token"], ".2f"), fmt(r["reward_share"], ".2f"), fmt(r["peak_mem_mb"], ".0f"),
-            fmt(r["ratio_to_plain"], ".3f"), fmt(r["limit_measured"], ".3f"), fmt(r["limit_flops"], ".3f"),
-            fmt(r["others_cpu"], ".0%"), "yes" if r["stable"] else "*"]) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    r["method"],
+                    str(r["batch_size"]),
+                    str(r["new_tokens"]),
+                    str(r["top_k"] or "-"),
+                    f"{fmt(r['ms_per_token'], '.2f')} [{fmt(r['ms_q1'], '.2f')}, {fmt(r['ms_q3'], '.2f')}]",
+                    str(r["samples"]),
+                    fmt(r["tokens_per_s"], ".1f"),
+                    fmt(r["reward_calls_per_token"], ".2f"),
+                    fmt(r["trunk_forwards_per_token"], ".2f"),
+                    fmt(r["reward_share"], ".2f"),
+                    fmt(r["peak_mem_mb"], ".0f"),
+                    fmt(r["ratio_to_plain"], ".3f"),
+                    fmt(r["limit_measured"], ".3f"),
+                    fmt(r["limit_flops"], ".3f"),
+                    fmt(r["others_cpu"], ".0%"),
+                    "yes" if r["stable"] else "*",
+                ]
+            )
+            + " |"
+        )
     out += ["", "## Checks", "", "```", *ratio_lines, "```", ""]
     return "\n".join(out)
 
@@ -79,11 +169,18 @@ def plot(rows: list[dict], path: str | Path) -> None:
         ax.axhline(level, color="k", ls="--", lw=1, label="plain (median of brackets)")
         for method in sorted({r["method"] for r in sub} - {"plain"}):
             pts = sorted((r["top_k"], r["ms_per_token"], r["stable"]) for r in sub if r["method"] == method)
-            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
             bad = [p for p in pts if not p[2]]
             if bad:
-                ax.plot([p[0] for p in bad], [p[1] for p in bad], ls="none", marker="o", ms=9, mfc="none",
-                        color=line.get_color())
+                ax.plot(
+                    [p[0] for p in bad],
+                    [p[1] for p in bad],
+                    ls="none",
+                    marker="o",
+                    ms=9,
+                    mfc="none",
+                    color=line.get_color(),
+                )
         ks = sorted({r["top_k"] for r in sub if r["method"] != "plain"})
         if ks:
             ax.set_xscale("log", base=2)
@@ -96,8 +193,11 @@ def plot(rows: list[dict], path: str | Path) -> None:
     axes[0][0].legend(fontsize=7)
     if rows:
         n_bad = sum(not r["stable"] for r in rows)
-        fig.suptitle(f"{rows[0]['device_name']} ({rows[0]['device']}, {rows[0]['dtype']}); hollow: unstable "
-                     f"({n_bad}/{len(rows)} cells)", fontsize=9)
+        fig.suptitle(
+            f"{rows[0]['device_name']} ({rows[0]['device']}, {rows[0]['dtype']}); hollow: unstable "
+            f"({n_bad}/{len(rows)} cells)",
+            fontsize=9,
+        )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

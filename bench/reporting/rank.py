@@ -14,14 +14,37 @@ import pandas as pd
 
 from bench.utils.io import atomic_open, atomic_path
 
-RANK_COLUMNS = ["task", "method", "columns", "centered", "n_prefixes", "n_columns", "cap", "rank_1e-2", "rank_1e-3",
-                "entropy_rank", "numerical_rank", "bound", "hidden_size"]
-VS_N_COLUMNS = ["task", "method", "centered", "n_prefixes", "n_columns", "cap", "bound", "rank_1e-2", "rank_1e-3",
-                "entropy_rank"]
+RANK_COLUMNS = [
+    "task",
+    "method",
+    "columns",
+    "centered",
+    "n_prefixes",
+    "n_columns",
+    "cap",
+    "rank_1e-2",
+    "rank_1e-3",
+    "entropy_rank",
+    "numerical_rank",
+    "bound",
+    "hidden_size",
+]
+VS_N_COLUMNS = [
+    "task",
+    "method",
+    "centered",
+    "n_prefixes",
+    "n_columns",
+    "cap",
+    "bound",
+    "rank_1e-2",
+    "rank_1e-3",
+    "entropy_rank",
+]
 
 
 def _relerr_columns(rows: list[dict]) -> list[str]:
-    return sorted({k for r in rows for k in r if k.startswith("relerr_r")}, key=lambda c: int(c[len("relerr_r"):]))
+    return sorted({k for r in rows for k in r if k.startswith("relerr_r")}, key=lambda c: int(c[len("relerr_r") :]))
 
 
 def write_csv(rows: list[dict], columns: list[str], path: str | Path) -> None:
@@ -41,21 +64,47 @@ def _capped(rank: int, cap: int) -> str:
 
 def rank_markdown(rows: list[dict]) -> str:
     """The rank table at the largest N of every (task, method), raw and row-centred."""
-    rel = [c for c in _relerr_columns(rows) if int(c[len("relerr_r"):]) <= 64]
-    cols = ["task", "method", "centred", "N", "C", "cap", "rank>1e-2", "rank>1e-3", "entropy rank", "num. rank",
-            "ARM bound"] + [c.replace("relerr_r", "err r=") for c in rel]
-    out = ["# Rank of reward matrices", "",
-           "R[prefix, token] of the steering attribute, R[x, v] = r(BOS + x + v), over N prefixes and C token columns "
-           "shared by all prefixes. Effective rank = #{sigma_i/sigma_1 > tau}; entropy rank = exp(H(sigma/sum sigma)); "
-           "num. rank counts sigma_i/sigma_1 > 1e-6 (float32 round-off); err r = relative Frobenius error of the "
-           "best rank-r approximation; ARM bound = the rank ARM's construction allows (token part + 1 with a "
-           "baseline); cap = min(N, C) (row-centred: min(N, C - 1)), the most any N x C matrix can have. "
-           "A `*` marks a rank at the cap: there C or N, not the model, limits it.", "",
-           "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rel = [c for c in _relerr_columns(rows) if int(c[len("relerr_r") :]) <= 64]
+    cols = [
+        "task",
+        "method",
+        "centred",
+        "N",
+        "C",
+        "cap",
+        "rank>1e-2",
+        "rank>1e-3",
+        "entropy rank",
+        "num. rank",
+        "ARM bound",
+    ] + [c.replace("relerr_r", "err r=") for c in rel]
+    out = [
+        "# Rank of reward matrices",
+        "",
+        "R[prefix, token] of the steering attribute, R[x, v] = r(BOS + x + v), over N prefixes and C token columns "
+        "shared by all prefixes. Effective rank = #{sigma_i/sigma_1 > tau}; entropy rank = exp(H(sigma/sum sigma)); "
+        "num. rank counts sigma_i/sigma_1 > 1e-6 (float32 round-off); err r = relative Frobenius error of the "
+        "best rank-r approximation; ARM bound = the rank ARM's construction allows (token part + 1 with a "
+        "baseline); cap = min(N, C) (row-centred: min(N, C - 1)), the most any N x C matrix can have. "
+        "A `*` marks a rank at the cap: there C or N, not the model, limits it.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
     for r in rows:
-        vals = [r["task"], r["method"], "yes" if r["centered"] else "no", r["n_prefixes"], r["n_columns"], r["cap"],
-                _capped(r["rank_1e-2"], r["cap"]), _capped(r["rank_1e-3"], r["cap"]), f"{r['entropy_rank']:.1f}",
-                _capped(r["numerical_rank"], r["cap"]), r["bound"] if r["bound"] is not None else "-"]
+        vals = [
+            r["task"],
+            r["method"],
+            "yes" if r["centered"] else "no",
+            r["n_prefixes"],
+            r["n_columns"],
+            r["cap"],
+            _capped(r["rank_1e-2"], r["cap"]),
+            _capped(r["rank_1e-3"], r["cap"]),
+            f"{r['entropy_rank']:.1f}",
+            _capped(r["numerical_rank"], r["cap"]),
+            r["bound"] if r["bound"] is not None else "-",
+        ]
         vals += [f"{r[c]:.3g}" if not math.isnan(r.get(c, math.nan)) else "-" for c in rel]
         out.append("| " + " | ".join(str(v) for v in vals) + " |")
     return "\n".join(out) + "\n"
@@ -65,19 +114,26 @@ def rank_vs_n_markdown(rows: list[dict]) -> str:
     """Effective rank against N per (task, method, centring), one table per threshold, with the cap row."""
     sizes = sorted({r["n_prefixes"] for r in rows})
     c = sorted({r["n_columns"] for r in rows})
-    out = ["# Effective rank vs. number of prefixes N", "",
-           f"Columns: C = {', '.join(map(str, c))} token ids shared by all prefixes; the first N prefixes of one seeded "
-           "order (nested random subsets). A rank that stays below N as N grows is evidence of low rank; one that "
-           "tracks N (y = x) is not. `*` = at the cap min(N, C) (row-centred min(N, C - 1)): beyond it C, not the "
-           "model, limits the rank."]
+    out = [
+        "# Effective rank vs. number of prefixes N",
+        "",
+        f"Columns: C = {', '.join(map(str, c))} token ids shared by all prefixes; the first N prefixes of one seeded "
+        "order (nested random subsets). A rank that stays below N as N grows is evidence of low rank; one that "
+        "tracks N (y = x) is not. `*` = at the cap min(N, C) (row-centred min(N, C - 1)): beyond it C, not the "
+        "model, limits the rank.",
+    ]
     if sizes and c and max(sizes) > min(c):
         out.append(f"Here C caps the rank for N > {min(c)}: those cells cannot separate 'tracks N' from 'plateaus'.")
     keys = sorted({(r["task"], r["method"], r["centered"]) for r in rows}, key=lambda k: (k[0], k[2], k[1]))
     by = {(r["task"], r["method"], r["centered"], r["n_prefixes"]): r for r in rows}
     for tau in ("1e-2", "1e-3"):
-        out += ["", f"## sigma_i / sigma_1 > {tau}", "",
-                "| task | method | centred | ARM bound | " + " | ".join(f"N={n}" for n in sizes) + " |",
-                "|" + "---|" * (4 + len(sizes))]
+        out += [
+            "",
+            f"## sigma_i / sigma_1 > {tau}",
+            "",
+            "| task | method | centred | ARM bound | " + " | ".join(f"N={n}" for n in sizes) + " |",
+            "|" + "---|" * (4 + len(sizes)),
+        ]
         for task, method, centred in keys:
             cells = []
             bound = "-"
@@ -154,8 +210,7 @@ def plot_rank_vs_n(rows: list[dict], path: str | Path, tau: str = "1e-3") -> Non
                 continue
             ax.plot(ns, ns, color="k", ls="--", lw=1, label="y = N (full rank)")
             caps = sorted({(r["n_prefixes"], r["cap"]) for r in sub})
-            ax.plot([n for n, _ in caps], [c for _, c in caps], color="gray", lw=3, alpha=0.35,
-                    label="cap min(N, C)")
+            ax.plot([n for n, _ in caps], [c for _, c in caps], color="gray", lw=3, alpha=0.35, label="cap min(N, C)")
             for i, method in enumerate(methods):
                 pts = sorted((r["n_prefixes"], r[f"rank_{tau}"]) for r in sub if r["method"] == method)
                 if not pts:

@@ -4,8 +4,15 @@ Names are resolved lazily so that `import bench.rewards.registry` (the Snakefile
 not import torch.
 """
 
-__all__ = ["RewardConfig", "RewardModel", "PrefixCache", "PARAMETRIZATIONS", "build_reward_model",
-           "load_reward_model", "reward_class"]
+__all__ = [
+    "RewardConfig",
+    "RewardModel",
+    "PrefixCache",
+    "PARAMETRIZATIONS",
+    "build_reward_model",
+    "load_reward_model",
+    "reward_class",
+]
 
 
 def __getattr__(name: str):

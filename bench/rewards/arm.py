@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from bench.errors import ModelError
-from bench.rewards.base import PrefixCache, RewardConfig, RewardModel, position_ids_from_mask
-from bench.rewards.base import cache_kwarg, output_cache
+from bench.rewards.base import PrefixCache, RewardConfig, RewardModel, cache_kwarg, output_cache, position_ids_from_mask
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +106,12 @@ class ARMRewardModel(RewardModel):
     # ---- the math -----------------------------------------------------------------------------
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Trunk hidden states [B, L, d] (positions from the mask, so left padding does not shift them)."""
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                            position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        )
         return out.last_hidden_state
 
     def token_vectors(self, h: torch.Tensor) -> torch.Tensor:
@@ -152,8 +155,9 @@ class ARMRewardModel(RewardModel):
         return torch.cat([zero, r * valid], dim=1)
 
     # ---- decoding -----------------------------------------------------------------------------
-    def prefix_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      state: ARMState | None) -> torch.Tensor:
+    def prefix_hidden(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, state: ARMState | None
+    ) -> torch.Tensor:
         """h of the whole prefix [B, d] (ids as read: BOS first); with a state, only new tokens are read."""
         if state is None:
             return self.hidden_states(input_ids, attention_mask)[:, -1]
@@ -166,22 +170,36 @@ class ARMRewardModel(RewardModel):
             state.reset()
             new_ids, p = input_ids, 0
         full_mask = attention_mask.long()
-        out = self.backbone(input_ids=new_ids, attention_mask=full_mask,
-                            position_ids=position_ids_from_mask(full_mask)[:, p:],
-                            use_cache=True, **{self._cache_kw: state.past_key_values})
+        out = self.backbone(
+            input_ids=new_ids,
+            attention_mask=full_mask,
+            position_ids=position_ids_from_mask(full_mask)[:, p:],
+            use_cache=True,
+            **{self._cache_kw: state.past_key_values},
+        )
         h = out.last_hidden_state[:, -1]
         state.commit(input_ids, attention_mask, output_cache(out))
         state.last_hidden = (state.length, h)
         return h
 
     @torch.no_grad()
-    def score_candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
-                         state: PrefixCache | None = None) -> torch.Tensor:
+    def score_candidates(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        candidates: torch.Tensor,
+        state: PrefixCache | None = None,
+    ) -> torch.Tensor:
         h = self.prefix_hidden(*self.with_bos(input_ids, attention_mask), state)
         return self.candidate_rewards(h, candidates.long())
 
     @torch.no_grad()
-    def score_vocab(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    state: PrefixCache | None = None, chunk_size: int = 1024) -> torch.Tensor:
+    def score_vocab(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        state: PrefixCache | None = None,
+        chunk_size: int = 1024,
+    ) -> torch.Tensor:
         h = self.prefix_hidden(*self.with_bos(input_ids, attention_mask), state)
         return self.vocab_rewards(h)

@@ -50,8 +50,13 @@ class ARMMLPRewardModel(ARMRewardModel):
         if torch.is_grad_enabled() and self.mix_in.requires_grad:
             return torch.einsum("vd,mvr->mdr", self.token_embeddings, self.mix_in)
         # Without gradients (decoding, eval) reuse the fold until A or E change (in-place updates bump _version).
-        key = (self.mix_in._version, self.token_embeddings._version, self.mix_in.data_ptr(),
-               self.token_embeddings.data_ptr(), self.mix_in.dtype)
+        key = (
+            self.mix_in._version,
+            self.token_embeddings._version,
+            self.mix_in.data_ptr(),
+            self.token_embeddings.data_ptr(),
+            self.mix_in.dtype,
+        )
         cached = getattr(self, "_folded", None)
         if cached is None or cached[0] != key:
             with torch.no_grad():

@@ -26,8 +26,9 @@ import copy
 import dataclasses
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,7 +71,7 @@ class RewardConfig:
 
         return get(self.parametrization).has_baseline
 
-    def copy(self) -> "RewardConfig":
+    def copy(self) -> RewardConfig:
         """A deep copy: models keep their own config, so building one never changes the caller's."""
         return copy.deepcopy(self)
 
@@ -86,7 +87,7 @@ class RewardConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "RewardConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> RewardConfig:
         known = {f.name for f in dataclasses.fields(cls)} | {"baseline"}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -100,17 +101,24 @@ class RewardConfig:
 
             saved, implied = bool(data.pop("baseline")), get(data["parametrization"]).has_baseline
             if saved != implied:
-                raise ModelError(f"{source}: 'baseline': {saved} contradicts parametrization "
-                                 f"'{data['parametrization']}' (baseline {implied})")
+                raise ModelError(
+                    f"{source}: 'baseline': {saved} contradicts parametrization "
+                    f"'{data['parametrization']}' (baseline {implied})"
+                )
         return cls(**data)
 
 
 # key -> (accepted types, what the message says); bool is not an int here
 _CONFIG_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "parametrization": ((str,), "a string"), "backbone": ((str,), "a model spec string"),
-    "num_layers": ((int, type(None)), "an integer >= 1 or null"), "attributes": ((list,), "a list of strings"),
-    "steer_attribute": ((str, type(None)), "a string or null"), "mlp_rank": ((int, type(None)), "an integer >= 1 or null"),
-    "baseline": ((bool,), "true or false"), "dtype": ((str,), "a dtype name"), "extra": ((dict,), "an object"),
+    "parametrization": ((str,), "a string"),
+    "backbone": ((str,), "a model spec string"),
+    "num_layers": ((int, type(None)), "an integer >= 1 or null"),
+    "attributes": ((list,), "a list of strings"),
+    "steer_attribute": ((str, type(None)), "a string or null"),
+    "mlp_rank": ((int, type(None)), "an integer >= 1 or null"),
+    "baseline": ((bool,), "true or false"),
+    "dtype": ((str,), "a dtype name"),
+    "extra": ((dict,), "an object"),
 }
 
 
@@ -155,12 +163,15 @@ def bos_token_id(tokenizer) -> int:
     return int(tid)
 
 
-def prepend_column(token: int, input_ids: torch.Tensor,
-                   attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def prepend_column(
+    token: int, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """[tok, ids...] with mask [1, mask...]: positions come from the mask, so [BOS pad p] reads as BOS + p."""
     b = input_ids.shape[0]  # (an empty prefix [B, 0] becomes BOS alone)
-    return (torch.cat([input_ids.new_full((b, 1), int(token)), input_ids], dim=1),
-            torch.cat([attention_mask.new_ones((b, 1)), attention_mask], dim=1))
+    return (
+        torch.cat([input_ids.new_full((b, 1), int(token)), input_ids], dim=1),
+        torch.cat([attention_mask.new_ones((b, 1)), attention_mask], dim=1),
+    )
 
 
 class RewardCounter:
@@ -176,8 +187,10 @@ class RewardCounter:
         self.trunk_forwards = 0
         self.trunk_positions = 0
         self.head_rows = 0
-        self._handles = [trunk.register_forward_pre_hook(self._on_trunk, with_kwargs=True),
-                         head.register_forward_pre_hook(self._on_head)]
+        self._handles = [
+            trunk.register_forward_pre_hook(self._on_trunk, with_kwargs=True),
+            head.register_forward_pre_hook(self._on_head),
+        ]
 
     def _on_trunk(self, _module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -333,14 +346,24 @@ class RewardModel(nn.Module):
         """A fresh decoding state (this parametrization's `PrefixCache` subclass), one per decoding run."""
         return PrefixCache()
 
-    def score_candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
-                         state: PrefixCache | None = None) -> torch.Tensor:
+    def score_candidates(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        candidates: torch.Tensor,
+        state: PrefixCache | None = None,
+    ) -> torch.Tensor:
         """Rewards [B, k, m] of appending candidates[b, j] to row b of input_ids (no BOS: the model adds its own);
         equal to `forward(BOS + row + candidate)` at its last position."""
         raise NotImplementedError
 
-    def score_vocab(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    state: PrefixCache | None = None, chunk_size: int = 1024) -> torch.Tensor:
+    def score_vocab(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        state: PrefixCache | None = None,
+        chunk_size: int = 1024,
+    ) -> torch.Tensor:
         """Rewards [B, V, m] of every next token after BOS + row (ARM: one forward; RAD: V candidates in chunks)."""
         raise NotImplementedError
 
@@ -365,7 +388,7 @@ class RewardModel(nn.Module):
         save_reward_model(self, folder)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str | None = "cpu", **kwargs) -> "RewardModel":
+    def from_pretrained(cls, folder: str | os.PathLike, device: str | None = "cpu", **kwargs) -> RewardModel:
         """Load a folder of any parametrization registered with this class (the base class: any at all)."""
         from bench.rewards.registry import load_reward_model, names_of_class
 

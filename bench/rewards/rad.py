@@ -17,8 +17,7 @@ import logging
 import torch
 from torch import nn
 
-from bench.rewards.base import (PrefixCache, RewardConfig, RewardModel, cache_kwarg, output_cache,
-                                position_ids_from_mask)
+from bench.rewards.base import PrefixCache, RewardConfig, RewardModel, cache_kwarg, output_cache, position_ids_from_mask
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +56,11 @@ class RADRewardModel(RewardModel):
 
     def step_cost(self, k: int) -> dict[str, int]:
         """Per generated token the trunk reads the sampled token + k candidates; the head scores k rows."""
-        return {"trunk_params": self._trunk_param_count(),
-                "extra_params": sum(p.numel() for p in self.head.parameters()),
-                "positions": 1 + int(k)}
+        return {
+            "trunk_params": self._trunk_param_count(),
+            "extra_params": sum(p.numel() for p in self.head.parameters()),
+            "positions": 1 + int(k),
+        }
 
     def _head_module(self) -> nn.Module:
         return self.head
@@ -97,8 +98,9 @@ class RADRewardModel(RewardModel):
         mask.masked_fill_(~allowed, torch.finfo(dtype).min)
         return mask[:, None]
 
-    def _step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
-              state: PrefixCache) -> torch.Tensor:
+    def _step(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor, state: PrefixCache
+    ) -> torch.Tensor:
         """One forward over the cache: [new prefix tokens, candidates] -> rewards [B, k, m]; cache follows the prefix.
 
         `input_ids` already start with the BOS column (`with_bos`)."""
@@ -113,8 +115,13 @@ class RADRewardModel(RewardModel):
         next_pos = full_mask.sum(-1, keepdim=True)
         pos = torch.cat([pos_prefix, next_pos.expand(-1, k)], dim=1)
         seq = torch.cat([new_ids, candidates.to(new_ids.dtype)], dim=1)
-        out = self.backbone(input_ids=seq, attention_mask=mask4d, position_ids=pos,
-                            use_cache=True, **{self._cache_kw: state.past_key_values})
+        out = self.backbone(
+            input_ids=seq,
+            attention_mask=mask4d,
+            position_ids=pos,
+            use_cache=True,
+            **{self._cache_kw: state.past_key_values},
+        )
         cache = output_cache(out)
         rewards = self.head(out.last_hidden_state[:, n:])
         cache.crop(-k)  # transformers 5: a negative count of tokens to remove
@@ -122,14 +129,24 @@ class RADRewardModel(RewardModel):
         return rewards
 
     @torch.no_grad()
-    def score_candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
-                         state: PrefixCache | None = None) -> torch.Tensor:
+    def score_candidates(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        candidates: torch.Tensor,
+        state: PrefixCache | None = None,
+    ) -> torch.Tensor:
         state = state if state is not None else self.new_state()
         return self._step(*self.with_bos(input_ids, attention_mask), candidates, state)
 
     @torch.no_grad()
-    def score_vocab(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    state: PrefixCache | None = None, chunk_size: int = 1024) -> torch.Tensor:
+    def score_vocab(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        state: PrefixCache | None = None,
+        chunk_size: int = 1024,
+    ) -> torch.Tensor:
         state = state if state is not None else self.new_state()
         input_ids, attention_mask = self.with_bos(input_ids, attention_mask)
         b = input_ids.shape[0]
@@ -141,8 +158,13 @@ class RADRewardModel(RewardModel):
         return torch.cat(parts, dim=1)
 
     @torch.no_grad()
-    def score_candidates_loop(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidates: torch.Tensor,
-                              state: PrefixCache | None = None) -> torch.Tensor:
+    def score_candidates_loop(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        candidates: torch.Tensor,
+        state: PrefixCache | None = None,
+    ) -> torch.Tensor:
         """Reference: extend the cache by the new prefix tokens, then one forward per candidate on a copy of it.
 
         Uses only transformers' own 2-D mask handling, so it checks the custom 4-D mask of `score_candidates`.
@@ -154,9 +176,13 @@ class RADRewardModel(RewardModel):
         full_mask = attention_mask.long()
         cache = state.past_key_values
         if new_ids.shape[1]:
-            out = self.backbone(input_ids=new_ids, attention_mask=full_mask,
-                                position_ids=position_ids_from_mask(full_mask)[:, p:],
-                                use_cache=True, **{self._cache_kw: cache})
+            out = self.backbone(
+                input_ids=new_ids,
+                attention_mask=full_mask,
+                position_ids=position_ids_from_mask(full_mask)[:, p:],
+                use_cache=True,
+                **{self._cache_kw: cache},
+            )
             cache = output_cache(out)
         state.commit(input_ids, attention_mask, cache)
         ones = torch.ones_like(full_mask[:, :1])
@@ -164,8 +190,12 @@ class RADRewardModel(RewardModel):
         next_pos = full_mask.sum(-1, keepdim=True)
         rewards = []
         for j in range(candidates.shape[1]):
-            out = self.backbone(input_ids=candidates[:, j:j + 1].to(input_ids.dtype), attention_mask=cand_mask,
-                                position_ids=next_pos, use_cache=True,
-                                **{self._cache_kw: copy.deepcopy(cache)})
+            out = self.backbone(
+                input_ids=candidates[:, j : j + 1].to(input_ids.dtype),
+                attention_mask=cand_mask,
+                position_ids=next_pos,
+                use_cache=True,
+                **{self._cache_kw: copy.deepcopy(cache)},
+            )
             rewards.append(self.head(out.last_hidden_state[:, -1]))
         return torch.stack(rewards, dim=1)

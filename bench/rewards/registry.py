@@ -45,17 +45,23 @@ class Parametrization:
     teacher: str | None = None  # DISTILLATION: the parametrization whose trained model is the teacher
     has_baseline: bool = False  # adds the prefix baseline w^T h(x) (RewardConfig.baseline follows from this)
     mlp_rank: bool = False  # takes a bottleneck rank (RewardConfig.mlp_rank, `bench train --mlp-rank`)
+    rank: int | None = None  # fixed rank of the reward projection (the arm-lowrank-r{r} family; None: not set)
     latency_variants: tuple[str, ...] = ()  # extra latency methods timing this model another way ("rad-loop")
+    in_default: bool = True  # trained when a config does not list `training.parametrizations` (sweep-only: False)
 
     def __post_init__(self) -> None:
         if self.training not in TRAINING_MODES:
-            raise ModelError(f"parametrization '{self.name}': training must be one of {TRAINING_MODES}, "
-                             f"got {self.training!r}")
+            raise ModelError(
+                f"parametrization '{self.name}': training must be one of {TRAINING_MODES}, got {self.training!r}"
+            )
         if (self.training == DISTILLATION) != (self.teacher is not None):
-            raise ModelError(f"parametrization '{self.name}': a teacher is named exactly when training is "
-                             f"'{DISTILLATION}'")
+            raise ModelError(
+                f"parametrization '{self.name}': a teacher is named exactly when training is '{DISTILLATION}'"
+            )
+        if self.rank is not None and (isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1):
+            raise ModelError(f"parametrization '{self.name}': rank must be an integer >= 1, got {self.rank!r}")
 
-    def model_class(self) -> type["RewardModel"]:
+    def model_class(self) -> type[RewardModel]:
         if isinstance(self.cls, type):
             return self.cls
         module, _, attr = self.cls.partition(":")
@@ -82,10 +88,43 @@ def unregister(name: str) -> None:
 register(Parametrization("rad", "bench.rewards.rad:RADRewardModel", "RAD", latency_variants=("rad-loop",)))
 register(Parametrization("arm", "bench.rewards.arm:ARMRewardModel", "ARM"))
 register(Parametrization("arm-baseline", "bench.rewards.arm:ARMRewardModel", "ARM + baseline", has_baseline=True))
-register(Parametrization("arm-mlp", "bench.rewards.arm_mlp:ARMMLPRewardModel", "ARM-MLP", has_baseline=True,
-                         mlp_rank=True))
-register(Parametrization("arm-distill", "bench.rewards.arm:ARMRewardModel", "ARM (distilled)",
-                         training=DISTILLATION, teacher="rad", has_baseline=True))
+register(
+    Parametrization("arm-mlp", "bench.rewards.arm_mlp:ARMMLPRewardModel", "ARM-MLP", has_baseline=True, mlp_rank=True)
+)
+register(
+    Parametrization(
+        "arm-distill",
+        "bench.rewards.arm:ARMRewardModel",
+        "ARM (distilled)",
+        training=DISTILLATION,
+        teacher="rad",
+        has_baseline=True,
+    )
+)
+# Issue 30's rank sweep (config/rank_sweep.yaml): ARM + baseline through a rank-r bottleneck, one name per r
+# (the rank is part of the name, so every r flows through the pipeline unchanged; add an r here to sweep it),
+# and the free token head (GenARM-style). Full rank is arm-baseline itself.
+LOWRANK_RANKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+for _r in LOWRANK_RANKS:
+    register(
+        Parametrization(
+            f"arm-lowrank-r{_r}",
+            "bench.rewards.arm_lowrank:ARMLowRankRewardModel",
+            f"ARM + baseline, rank {_r}",
+            has_baseline=True,
+            rank=_r,
+            in_default=False,
+        )
+    )
+register(
+    Parametrization(
+        "free-head",
+        "bench.rewards.free_head:FreeHeadRewardModel",
+        "Free head (GenARM-style)",
+        has_baseline=True,
+        in_default=False,
+    )
+)
 
 
 def get(name: str) -> Parametrization:
@@ -97,6 +136,11 @@ def get(name: str) -> Parametrization:
 def names() -> list[str]:
     """Registered names, in registration order (the order of tables and figures)."""
     return list(PARAMETRIZATIONS)
+
+
+def default_names() -> list[str]:
+    """What a config that lists no `training.parametrizations` trains: the papers' five, not the sweep's family."""
+    return [n for n, s in PARAMETRIZATIONS.items() if s.in_default]
 
 
 def names_of_class(cls: type) -> list[str]:
@@ -127,11 +171,11 @@ def latency_methods() -> dict[str, str]:
     return out
 
 
-def reward_class(name: str) -> type["RewardModel"]:
+def reward_class(name: str) -> type[RewardModel]:
     return get(name).model_class()
 
 
-def build_reward_model(config: "RewardConfig", device: str | None = "cpu") -> "RewardModel":
+def build_reward_model(config: RewardConfig, device: str | None = "cpu") -> RewardModel:
     """A fresh (untrained head) reward model of `config.parametrization` on `device` (config is copied)."""
     from bench.models.loading import resolve_device
 
@@ -139,29 +183,42 @@ def build_reward_model(config: "RewardConfig", device: str | None = "cpu") -> "R
     return model.to(resolve_device(device))
 
 
-def save_reward_model(model: "RewardModel", folder: str | os.PathLike) -> None:
+def save_reward_model(model: RewardModel, folder: str | os.PathLike) -> None:
     from safetensors.torch import save_file
 
     from bench.rewards.base import CONFIG_NAME, WEIGHTS_NAME
-    from bench.utils.io import set_output_mode, staging_dir
+    from bench.utils.io import set_output_mode, sha256_file, staging_dir
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = staging_dir(folder)
     try:
-        (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
         tensors = {k: v.to("cpu") for k, v in model.trainable_state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"parametrization": model.config.parametrization})
         set_output_mode(tmp / WEIGHTS_NAME)  # safetensors writes 0600; every other output is 0644 (umask)
+        # the weights' content digest, verified by load_reward_model (flipped bytes that still parse are caught)
+        cfg = model.config.to_dict() | {WEIGHTS_DIGEST_KEY: sha256_file(tmp / WEIGHTS_NAME)}
+        (tmp / CONFIG_NAME).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        from safetensors import SafetensorError
+
+        if isinstance(exc, (OSError, SafetensorError)):  # disk full, file-size limit: name the folder
+            from bench.errors import DataError
+
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DataError(f"{folder}: cannot write the reward model ({why}); nothing was written") from exc
         raise
 
 
-def read_reward_config(folder: str | os.PathLike) -> "RewardConfig":
+WEIGHTS_DIGEST_KEY = "weights_sha256"  # in reward_config.json: sha256 of model.safetensors, written with it
+
+
+def read_reward_config(folder: str | os.PathLike, digest: dict | None = None) -> RewardConfig:
+    """The folder's RewardConfig; `digest` (a dict), when given, receives the recorded weights digest."""
     from bench.rewards.base import CONFIG_NAME, RewardConfig
 
     folder = Path(folder)
@@ -174,12 +231,18 @@ def read_reward_config(folder: str | os.PathLike) -> "RewardConfig":
         raise ModelError(f"{cfg_path}: corrupt reward config ({exc})") from exc
     if not isinstance(data, dict):
         raise ModelError(f"{cfg_path}: corrupt reward config (expected a JSON object)")
+    recorded = data.pop(WEIGHTS_DIGEST_KEY, None)
+    if digest is not None:
+        digest[WEIGHTS_DIGEST_KEY] = recorded
     return RewardConfig.from_dict(data, source=str(cfg_path))
 
 
-def load_reward_model(folder: str | os.PathLike, device: str | None = "cpu",
-                      expected_parametrization: str | list[str] | tuple[str, ...] | None = None,
-                      **overrides) -> "RewardModel":
+def load_reward_model(
+    folder: str | os.PathLike,
+    device: str | None = "cpu",
+    expected_parametrization: str | list[str] | tuple[str, ...] | None = None,
+    **overrides,
+) -> RewardModel:
     """Rebuild a reward model from its folder alone; refuses another parametrization or corrupt weights.
 
     `expected_parametrization`: one name or several accepted names (a class's `from_pretrained` passes the
@@ -190,12 +253,14 @@ def load_reward_model(folder: str | os.PathLike, device: str | None = "cpu",
     from bench.rewards.base import CONFIG_NAME, WEIGHTS_NAME
 
     folder = Path(folder)
-    config = read_reward_config(folder)
+    recorded: dict = {}
+    config = read_reward_config(folder, digest=recorded)
     for key, value in overrides.items():
         setattr(config, key, value)
     if expected_parametrization:
-        accepted = ([expected_parametrization] if isinstance(expected_parametrization, str)
-                    else list(expected_parametrization))
+        accepted = (
+            [expected_parametrization] if isinstance(expected_parametrization, str) else list(expected_parametrization)
+        )
         if config.parametrization not in accepted:
             want = f"'{accepted[0]}'" if len(accepted) == 1 else f"one of {accepted}"
             raise ModelError(f"{folder}: checkpoint is a '{config.parametrization}' reward model, expected {want}")
@@ -203,6 +268,9 @@ def load_reward_model(folder: str | os.PathLike, device: str | None = "cpu",
     weights = folder / WEIGHTS_NAME
     if not weights.exists():
         raise ModelError(f"{folder}: no {WEIGHTS_NAME} (only safetensors checkpoints are loaded, never pickles)")
+    from bench.utils.io import verify_digest
+
+    verify_digest(weights, recorded[WEIGHTS_DIGEST_KEY], folder / CONFIG_NAME, error=ModelError)
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -212,13 +280,17 @@ def load_reward_model(folder: str | os.PathLike, device: str | None = "cpu",
         missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as exc:  # same names, other shapes: the config (backbone, attributes...) changed
         shapes = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
-        raise ModelError(f"{weights}: tensor shapes do not match {folder / CONFIG_NAME} "
-                         f"({'; '.join(shapes[:2]) or exc}); expected the weights saved with this config") from exc
+        raise ModelError(
+            f"{weights}: tensor shapes do not match {folder / CONFIG_NAME} "
+            f"({'; '.join(shapes[:2]) or exc}); expected the weights saved with this config"
+        ) from exc
     expected_keys = set(model.trainable_state_dict())
     missing = sorted(set(missing) & expected_keys)
     if missing or unexpected:
-        raise ModelError(f"{weights}: does not match a '{config.parametrization}' model "
-                         f"(missing {missing[:5]}, unexpected {sorted(unexpected)[:5]})")
+        raise ModelError(
+            f"{weights}: does not match a '{config.parametrization}' model "
+            f"(missing {missing[:5]}, unexpected {sorted(unexpected)[:5]})"
+        )
     from bench.models.loading import resolve_device
 
     model.eval()

@@ -33,14 +33,21 @@ def read_labeled_jsonl(path: str | os.PathLike, attributes: list[str]) -> list[t
         text = rec.get("text")
         if not isinstance(text, str):
             raise DataError(f"{path}: line {lineno}: expected a string 'text' field")
+        if not text.strip():  # no token to score: a training example with no prefix is no example
+            raise DataError(
+                f"{path}: line {lineno}: 'text' is {'empty' if not text else 'whitespace only'}; "
+                "expected a non-blank text (`bench prepare` drops such rows)"
+            )
         labels = rec.get("labels")
         if not isinstance(labels, dict):
             raise DataError(f"{path}: line {lineno}: expected a 'labels' object {{attribute: number}}")
         values = []
         for attr in attributes:
             if attr not in labels:
-                raise DataError(f"{path}: line {lineno}: label '{attr}' missing (has {sorted(labels)}); "
-                                f"expected every attribute in {attributes}")
+                raise DataError(
+                    f"{path}: line {lineno}: label '{attr}' missing (has {sorted(labels)}); "
+                    f"expected every attribute in {attributes}"
+                )
             value = labels[attr]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise DataError(f"{path}: line {lineno}: label '{attr}' = {value!r}, expected a finite number")
@@ -49,7 +56,7 @@ def read_labeled_jsonl(path: str | os.PathLike, attributes: list[str]) -> list[t
             values.append(float(value))
         rows.append((text, values))
     if not rows:
-        raise DataError(f"{path}: no records; expected JSONL lines {{\"text\": ..., \"labels\": {{...}}}}")
+        raise DataError(f'{path}: no records; expected JSONL lines {{"text": ..., "labels": {{...}}}}')
     return rows
 
 
@@ -72,12 +79,14 @@ class LabeledTexts(torch.utils.data.Dataset):
         self.bos = bos_token_id(tokenizer)  # the one definition of the BOS a reward model reads first
         texts = [t for t, _ in rows]
         enc = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        self.examples = [Example([self.bos] + list(ids[: max_length - 1]), labels)
-                         for ids, (_, labels) in zip(enc, rows)]
+        self.examples = [
+            Example([self.bos] + list(ids[: max_length - 1]), labels) for ids, (_, labels) in zip(enc, rows)
+        ]
 
     @classmethod
-    def from_jsonl(cls, path: str | os.PathLike, tokenizer, attributes: list[str], max_length: int,
-                   limit: int | None = None) -> "LabeledTexts":
+    def from_jsonl(
+        cls, path: str | os.PathLike, tokenizer, attributes: list[str], max_length: int, limit: int | None = None
+    ) -> LabeledTexts:
         rows = read_labeled_jsonl(path, attributes)
         if limit is not None:
             rows = rows[:limit]

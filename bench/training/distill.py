@@ -35,12 +35,14 @@ class DistillConfig:
 class DistillObjective:
     """Loss of one micro-batch: teacher-forced MSE + candidate MSE + prior (see the module docstring)."""
 
-    def __init__(self, teacher: RewardModel, config: DistillConfig, attributes: list[str],
-                 base_lm: torch.nn.Module | None = None) -> None:
+    def __init__(
+        self, teacher: RewardModel, config: DistillConfig, attributes: list[str], base_lm: torch.nn.Module | None = None
+    ) -> None:
         missing = [a for a in attributes if a not in teacher.config.attributes]
         if missing:
-            raise ModelError(f"teacher has outputs {teacher.config.attributes}; student attribute(s) {missing} "
-                             "are not among them")
+            raise ModelError(
+                f"teacher has outputs {teacher.config.attributes}; student attribute(s) {missing} are not among them"
+            )
         if config.num_candidates < 1 or config.prior_tokens < 0 or config.prior_weight < 0:
             raise ModelError(f"distillation settings out of range: {config}")
         self.teacher = teacher.eval().requires_grad_(False)
@@ -49,36 +51,42 @@ class DistillObjective:
         self.index = torch.tensor([teacher.config.attributes.index(a) for a in attributes])
 
     @torch.no_grad()
-    def candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   vocab: int, gen: torch.Generator) -> torch.Tensor:
+    def candidates(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab: int, gen: torch.Generator
+    ) -> torch.Tensor:
         """[B, L, c] candidate tokens after each prefix x_{<=t}."""
         b, length = input_ids.shape
         k = self.cfg.num_candidates
         if self.base_lm is not None:
             from bench.rewards.base import position_ids_from_mask
 
-            logits = self.base_lm(input_ids=input_ids, attention_mask=attention_mask,
-                                  position_ids=position_ids_from_mask(attention_mask)).logits
+            logits = self.base_lm(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
+            ).logits
             return logits[..., :vocab].topk(k, dim=-1).indices
         rand = torch.randint(0, vocab, (b, length, k), generator=gen).to(input_ids.device)
         observed = torch.cat([input_ids[:, 1:], rand[:, -1:, 0]], dim=1)  # last position: no next token
         return torch.cat([observed.unsqueeze(-1), rand], dim=-1)
 
     @torch.no_grad()
-    def teacher_candidates(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                           cands: torch.Tensor) -> torch.Tensor:
+    def teacher_candidates(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, cands: torch.Tensor
+    ) -> torch.Tensor:
         """Teacher rewards [B, L, c, m] via its cached `score_candidates`, one call per prefix length.
 
         `input_ids` start with the collator's BOS; `score_candidates` takes the text without it and reads its own
         BOS (the same token: teacher and student share a tokenizer), so the teacher sees BOS + x_1..x_t + v.
         """
         state = self.teacher.new_state()
-        out = [self.teacher.score_candidates(input_ids[:, 1: t + 1], attention_mask[:, 1: t + 1], cands[:, t], state)
-               for t in range(input_ids.shape[1])]
+        out = [
+            self.teacher.score_candidates(input_ids[:, 1 : t + 1], attention_mask[:, 1 : t + 1], cands[:, t], state)
+            for t in range(input_ids.shape[1])
+        ]
         return torch.stack(out, dim=1)[..., self.index.to(input_ids.device)]
 
-    def __call__(self, model: ARMRewardModel, batch: dict[str, torch.Tensor],
-                 gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(
+        self, model: ARMRewardModel, batch: dict[str, torch.Tensor], gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         idx = self.index.to(ids.device)
         cands = self.candidates(ids, mask, model.vocab_size, gen)
@@ -110,14 +118,17 @@ def load_teacher(folder: str, device: torch.device | str, expected: str = "rad")
     return load_reward_model(folder, device=device, expected_parametrization=expected)
 
 
-def check_student_teacher(student: RewardModel, teacher: RewardModel, student_spec: str, teacher_spec: str,
-                          base_spec: str | None = None) -> None:
+def check_student_teacher(
+    student: RewardModel, teacher: RewardModel, student_spec: str, teacher_spec: str, base_spec: str | None = None
+) -> None:
     """Student, teacher (and base LM) must share one tokenizer: token ids are compared directly."""
     from bench.models.loading import check_same_vocab, load_tokenizer
 
     if student.vocab_size != teacher.vocab_size:
-        raise ModelError(f"student backbone '{student_spec}' has {student.vocab_size} tokens, teacher "
-                         f"'{teacher_spec}' {teacher.vocab_size}: distillation needs the same vocabulary")
+        raise ModelError(
+            f"student backbone '{student_spec}' has {student.vocab_size} tokens, teacher "
+            f"'{teacher_spec}' {teacher.vocab_size}: distillation needs the same vocabulary"
+        )
     check_same_vocab(load_tokenizer(teacher_spec), load_tokenizer(student_spec), "teacher", "student")
     if base_spec:
         check_same_vocab(load_tokenizer(base_spec), load_tokenizer(student_spec), "base LM", "student")

@@ -8,7 +8,7 @@ weight 0; L is each text's own length, so padding never changes a text's loss.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -28,9 +28,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -39,10 +40,8 @@ from bench.reporting.format import fmt
 from bench.rewards.base import RewardModel
 from bench.training.collate import Collator, LabeledTexts
 from bench.training.losses import get_loss, last_token_rewards
-from bench.utils.io import atomic_path, write_json
-from bench.utils.io import set_output_mode, staging_dir
+from bench.utils.io import atomic_path, set_output_mode, staging_dir, write_json
 from bench.utils.testhooks import progress_point
-
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,23 @@ SCHEDULES = ("linear", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 # Settings that change which batches / updates a step sees: a resumed run must keep them.
 IDENTITY_KEYS = ("model_config", "train_data")
-RESUME_KEYS = ("batch_size", "grad_accum", "seed", "lr", "weight_decay", "warmup_steps", "schedule",
-               "max_grad_norm", "max_length", "loss", "amp", "eval_every", "eval_size", "patience", "min_delta")
+RESUME_KEYS = (
+    "batch_size",
+    "grad_accum",
+    "seed",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "schedule",
+    "max_grad_norm",
+    "max_length",
+    "loss",
+    "amp",
+    "eval_every",
+    "eval_size",
+    "patience",
+    "min_delta",
+)
 
 
 @dataclass
@@ -77,7 +91,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # 0: no checkpoints
     device: str = "auto"
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         def need(cond: bool, key: str, what: str) -> None:
             if not cond:
                 raise ConfigError(f"train config: '{key}' = {getattr(self, key)!r}, expected {what}")
@@ -91,11 +105,21 @@ class TrainConfig:
         need(self.schedule in SCHEDULES, "schedule", f"one of {list(SCHEDULES)}")
         need(self.max_length >= 2, "max_length", "an integer >= 2")
         need(self.eval_size >= 1, "eval_size", "an integer >= 1")
-        need(isinstance(self.eval_every, int) and self.eval_every >= 0, "eval_every", "an integer >= 0 (0: only at the end)")
-        need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0, "checkpoint_every",
-             "an integer >= 0 (0: no checkpoints)")
-        need(math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm",
-             "a number >= 0 (0: no clipping)")
+        need(
+            isinstance(self.eval_every, int) and self.eval_every >= 0,
+            "eval_every",
+            "an integer >= 0 (0: only at the end)",
+        )
+        need(
+            isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0,
+            "checkpoint_every",
+            "an integer >= 0 (0: no checkpoints)",
+        )
+        need(
+            math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0,
+            "max_grad_norm",
+            "a number >= 0 (0: no clipping)",
+        )
         need(isinstance(self.patience, int) and self.patience >= 0, "patience", "an integer >= 0")
         need(self.min_delta >= 0 and math.isfinite(self.min_delta), "min_delta", "a finite number >= 0")
         need(self.amp in AMP_MODES, "amp", f"one of {list(AMP_MODES)}")
@@ -118,8 +142,9 @@ class TrainConfig:
 class Objective(Protocol):
     """What one micro-batch costs: (loss to backpropagate, floats to log)."""
 
-    def __call__(self, model: RewardModel, batch: dict[str, torch.Tensor],
-                 gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def __call__(
+        self, model: RewardModel, batch: dict[str, torch.Tensor], gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
 
 
 class LabelObjective:
@@ -159,9 +184,15 @@ def _is_binary(values: torch.Tensor) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model: RewardModel, data: LabeledTexts, collate: Collator, batch_size: int,
-             device: torch.device, autocast: Callable[[], Any] = contextlib.nullcontext,
-             limit: int | None = None) -> dict[str, float | None]:
+def evaluate(
+    model: RewardModel,
+    data: LabeledTexts,
+    collate: Collator,
+    batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+    limit: int | None = None,
+) -> dict[str, float | None]:
     """Held-out metrics of each whole text's reward (first `limit` rows): MSE; accuracy / ROC-AUC if binary."""
     from sklearn.metrics import roc_auc_score
 
@@ -180,8 +211,11 @@ def evaluate(model: RewardModel, data: LabeledTexts, collate: Collator, batch_si
     names = model.config.attributes
     steer = model.config.steer_index
     mse = ((p - y) ** 2).mean(0)
-    out: dict[str, float | None] = {"heldout_n": float(n), "heldout_mse": float(mse[steer]),
-                                    "heldout_mse_mean": float(mse.mean())}
+    out: dict[str, float | None] = {
+        "heldout_n": float(n),
+        "heldout_mse": float(mse[steer]),
+        "heldout_mse_mean": float(mse.mean()),
+    }
     aucs, accs = [], []
     for j, name in enumerate(names):
         auc = acc = None
@@ -204,10 +238,17 @@ def evaluate(model: RewardModel, data: LabeledTexts, collate: Collator, batch_si
 
 
 @torch.no_grad()
-def evaluate_objective(objective: Objective, model: RewardModel, data: LabeledTexts, collate: Collator,
-                       batch_size: int, device: torch.device, seed: int,
-                       autocast: Callable[[], Any] = contextlib.nullcontext,
-                       limit: int | None = None) -> dict[str, float]:
+def evaluate_objective(
+    objective: Objective,
+    model: RewardModel,
+    data: LabeledTexts,
+    collate: Collator,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+    limit: int | None = None,
+) -> dict[str, float]:
     """Held-out value of a (non-label) objective and of each part it logs, as `heldout_objective[/part]`.
 
     Batch means weighted by texts per batch; random draws (e.g. random distillation candidates) come from
@@ -223,8 +264,10 @@ def evaluate_objective(objective: Objective, model: RewardModel, data: LabeledTe
         gen = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 + b)
         with autocast():
             loss, parts = objective(model, batch, gen)
-        for key, value in {"heldout_objective": float(loss), **{f"heldout_objective/{k}": v
-                                                                for k, v in parts.items()}}.items():
+        for key, value in {
+            "heldout_objective": float(loss),
+            **{f"heldout_objective/{k}": v for k, v in parts.items()},
+        }.items():
             sums[key] = sums.get(key, 0.0) + float(value) * len(rows)
     model.train(was_training)
     return {k: v / n for k, v in sums.items()} if n else {}
@@ -238,10 +281,18 @@ def checkpoint_dir(out: str | os.PathLike) -> Path:
 class Trainer:
     """Trains `model` on `train_data` and writes the final folder `out` (see the module docstring)."""
 
-    def __init__(self, model: RewardModel, config: TrainConfig, train_data: LabeledTexts,
-                 heldout_data: LabeledTexts | None, out: str | os.PathLike, pad_id: int,
-                 objective: Objective | None = None, on_step: Callable[[int], None] | None = None,
-                 eval_batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        model: RewardModel,
+        config: TrainConfig,
+        train_data: LabeledTexts,
+        heldout_data: LabeledTexts | None,
+        out: str | os.PathLike,
+        pad_id: int,
+        objective: Objective | None = None,
+        on_step: Callable[[int], None] | None = None,
+        eval_batch_size: int | None = None,
+    ) -> None:
         from bench.models.loading import resolve_device
 
         self.cfg = config.validate()
@@ -267,7 +318,8 @@ class Trainer:
         no_decay = [p for p in self.params if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.lr)
+            lr=config.lr,
+        )
         self.step = 0
         self.rows: list[dict[str, Any]] = []
         self.loss_sum, self.loss_n = 0.0, 0
@@ -296,12 +348,29 @@ class Trainer:
     def evaluate(self) -> dict[str, float | None]:
         if self.heldout_data is None or len(self.heldout_data) == 0:
             return {}
-        out = evaluate(self.model, self.heldout_data, self.collate, self.eval_batch_size, self.device,
-                       self.autocast, limit=self.cfg.eval_size)
+        out = evaluate(
+            self.model,
+            self.heldout_data,
+            self.collate,
+            self.eval_batch_size,
+            self.device,
+            self.autocast,
+            limit=self.cfg.eval_size,
+        )
         if not isinstance(self.objective, LabelObjective):
-            out.update(evaluate_objective(self.objective, self.model, self.heldout_data, self.collate,
-                                          self.eval_batch_size, self.device, self.cfg.seed, self.autocast,
-                                          limit=self.cfg.eval_size))
+            out.update(
+                evaluate_objective(
+                    self.objective,
+                    self.model,
+                    self.heldout_data,
+                    self.collate,
+                    self.eval_batch_size,
+                    self.device,
+                    self.cfg.seed,
+                    self.autocast,
+                    limit=self.cfg.eval_size,
+                )
+            )
         return out
 
     def update_best(self, row: dict[str, Any]) -> None:
@@ -351,8 +420,10 @@ class Trainer:
         }
         with atomic_path(self.ckpt / f"{stem}.pt") as tmp:
             torch.save(state, tmp)
-        write_json(self.ckpt / "latest.json", {"step": self.step, "weights": f"{stem}.safetensors",
-                                               "state": f"{stem}.pt", "best": best})
+        write_json(
+            self.ckpt / "latest.json",
+            {"step": self.step, "weights": f"{stem}.safetensors", "state": f"{stem}.pt", "best": best},
+        )
         for old in self.ckpt.glob("step-*"):
             if not old.name.startswith(stem):
                 old.unlink(missing_ok=True)
@@ -379,14 +450,19 @@ class Trainer:
                 best = load_file(str(current))
         except Exception as exc:  # corrupt file, truncated write, or a pickle that is not plain tensors/state
             reason = str(exc).splitlines()[0] if str(exc) else ""
-            raise ModelError(f"{current}: cannot resume from this checkpoint ({type(exc).__name__}: {reason}); "
-                             f"only weights_only-loadable state is accepted. Delete {self.ckpt} to start over") from exc
+            raise ModelError(
+                f"{current}: cannot resume from this checkpoint ({type(exc).__name__}: {reason}); "
+                f"only weights_only-loadable state is accepted. Delete {self.ckpt} to start over"
+            ) from exc
         saved = dict(state["train_config"], **(state.get("identity") or {}))
         now = dict(dataclasses.asdict(self.cfg), **self.identity())
         changed = [k for k in RESUME_KEYS + IDENTITY_KEYS if saved.get(k) != now.get(k)]
         if changed:  # resuming would mix two runs: start over, loudly
-            log.warning("%s: not resuming, %s changed since the checkpoint; starting over", self.ckpt,
-                        ", ".join(_change(k, saved.get(k), now.get(k)) for k in changed))
+            log.warning(
+                "%s: not resuming, %s changed since the checkpoint; starting over",
+                self.ckpt,
+                ", ".join(_change(k, saved.get(k), now.get(k)) for k in changed),
+            )
             shutil.rmtree(self.ckpt, ignore_errors=True)
             return False
         missing, unexpected = self.model.load_state_dict(tensors, strict=False)
@@ -445,21 +521,29 @@ class Trainer:
         return total
 
     def log_eval(self, lr: float, steps_per_s: float | None) -> dict[str, Any]:
-        row: dict[str, Any] = {"step": self.step, "lr": lr,
-                               "train_loss": self.loss_sum / self.loss_n if self.loss_n else None,
-                               "steps_per_s": steps_per_s}
+        row: dict[str, Any] = {
+            "step": self.step,
+            "lr": lr,
+            "train_loss": self.loss_sum / self.loss_n if self.loss_n else None,
+            "steps_per_s": steps_per_s,
+        }
         row.update(self.evaluate())
         self.rows.append(row)
         self.loss_sum, self.loss_n = 0.0, 0
         self.update_best(row)
-        log.info("step %d: train_loss %s, heldout_mse %s, heldout_auc %s%s", row["step"], fmt(row["train_loss"], ".4f"),
-                 fmt(row.get("heldout_mse"), ".4f"), fmt(row.get("heldout_auc"), ".4f"),
-                 "" if self.monitor == "heldout_mse" else f", {self.monitor} {fmt(row.get(self.monitor), '.4f')}")
+        log.info(
+            "step %d: train_loss %s, heldout_mse %s, heldout_auc %s%s",
+            row["step"],
+            fmt(row["train_loss"], ".4f"),
+            fmt(row.get("heldout_mse"), ".4f"),
+            fmt(row.get("heldout_auc"), ".4f"),
+            "" if self.monitor == "heldout_mse" else f", {self.monitor} {fmt(row.get(self.monitor), '.4f')}",
+        )
         return row
 
     def train(self) -> dict[str, Any]:
         """Run (or resume) until early stopping or `steps` updates, then write the best model; returns the summary."""
-        from tqdm.auto import tqdm
+        from bench.utils.progress import Progress
 
         cfg = self.cfg
         if not self.load_checkpoint():
@@ -469,17 +553,20 @@ class Trainer:
         self.model.train()
         start_step, t0 = self.step, time.perf_counter()
         self._clock = t0
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.parametrization}",
-                   disable=None, dynamic_ncols=True)
+        bar = Progress(
+            cfg.steps, f"train {self.model.config.parametrization}", "steps", initial=self.step, logger=log
+        )  # a bar on a terminal, periodic lines with rate and ETA in a log
         while self.step < cfg.steps and self.stop_reason is None:
             loss = self.train_step()
             if not math.isfinite(loss):
-                raise ModelError(f"{self.out}: training loss is {loss} at step {self.step}; expected a finite number "
-                                 "(non-finite labels, weights or learning rate?)")
+                raise ModelError(
+                    f"{self.out}: training loss is {loss} at step {self.step}; expected a finite number "
+                    "(non-finite labels, weights or learning rate?)"
+                )
             self.loss_sum += loss
             self.loss_n += 1
-            bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(1)
             sps = (self.step - start_step) / max(1e-9, time.perf_counter() - t0)
             if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                 self.log_eval(cfg.lr_at(self.step - 1), sps)
@@ -529,8 +616,16 @@ class Trainer:
         }
         self.write_final(summary)
         shutil.rmtree(self.ckpt, ignore_errors=True)
-        log.info("trained %s: %d of %d steps (%s), best at step %d (%.1f s) -> %s", summary["parametrization"],
-                 self.step, cfg.steps, self.stop_reason, best_step, self.train_seconds, self.out)
+        log.info(
+            "trained %s: %d of %d steps (%s), best at step %d (%.1f s) -> %s",
+            summary["parametrization"],
+            self.step,
+            cfg.steps,
+            self.stop_reason,
+            best_step,
+            self.train_seconds,
+            self.out,
+        )
         return summary
 
     def add_train_time(self) -> None:
@@ -564,4 +659,3 @@ def _change(key: str, old: Any, new: Any) -> str:
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         return "the model config (" + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys) + ")"
     return f"{key}: {old!r} -> {new!r}"
-

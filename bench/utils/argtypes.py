@@ -32,6 +32,7 @@ def finite_float(text: str) -> float:
 
 def _at_least(parse, minimum, expected: str, name: str):
     """An argparse type: `parse(text)`, refused below `minimum` with 'expected <expected>'."""
+
     def check(text: str):
         value = parse(text)
         if value < minimum:

@@ -11,8 +11,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from bench.errors import DataError
 
@@ -96,8 +97,10 @@ def dumps_finite(obj: Any, path: str | os.PathLike, line: int | None = None, **k
         if key is None:
             raise
         at = f" line {line}:" if line is not None else ""
-        raise DataError(f"{path}:{at} key '{key}' is not a finite number; refusing to write NaN/Infinity "
-                        "(expected a finite number, or null where a value is undefined)") from exc
+        raise DataError(
+            f"{path}:{at} key '{key}' is not a finite number; refusing to write NaN/Infinity "
+            "(expected a finite number, or null where a value is undefined)"
+        ) from exc
 
 
 def json_text(obj: Any, path: str | os.PathLike) -> str:
@@ -119,7 +122,7 @@ def write_json(path: str | os.PathLike, obj: Any, into: str | os.PathLike | None
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict], into: str | os.PathLike | None = None) -> int:
     """One JSON object per line, finite numbers only; atomically, or into the temporary `into`."""
     n = 0
-    with (open(into, "w", encoding="utf-8") if into is not None else atomic_open(path)) as fh:
+    with open(into, "w", encoding="utf-8") if into is not None else atomic_open(path) as fh:
         for rec in records:
             fh.write(dumps_finite(rec, path, line=n + 1, ensure_ascii=False) + "\n")
             n += 1
@@ -164,8 +167,9 @@ def iter_binary_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
             for lineno, raw in enumerate(fh, start=1):
                 yield lineno, raw
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: line {lineno + 1}: corrupt or truncated gzip data ({exc}); "
-                        "expected a complete .gz file") from exc
+        raise DataError(
+            f"{path}: line {lineno + 1}: corrupt or truncated gzip data ({exc}); expected a complete .gz file"
+        ) from exc
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -183,7 +187,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg}); expected one JSON object per line") from exc
+            raise DataError(
+                f"{path}: line {lineno}: invalid JSON ({exc.msg}); expected one JSON object per line"
+            ) from exc
         if not isinstance(rec, dict):
             raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}")
         yield lineno, rec
@@ -223,8 +229,9 @@ def check_writable(*paths: str | os.PathLike, folders: Sequence[str | os.PathLik
         try:
             fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=anc)
         except OSError as exc:
-            raise DataError(f"{anc}: cannot write the output {path} there ({exc.strerror or exc}); "
-                            "expected a writable folder") from exc
+            raise DataError(
+                f"{anc}: cannot write the output {path} there ({exc.strerror or exc}); expected a writable folder"
+            ) from exc
         os.close(fd)
         os.unlink(probe)
         probed.add(anc)
@@ -280,7 +287,15 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
                 os.close(fd)
                 os.chmod(tmp, 0o666 & ~_umask())
                 temps.append(Path(tmp))
-            yield temps
+            try:
+                yield temps
+            except OSError as exc:  # a write into a temporary failed (disk full, file-size limit): name the output
+                failed = [t for tmp, t in zip(temps, targets) if exc.filename in (str(tmp), str(t))]
+                if exc.filename is not None and not failed:
+                    raise
+                raise DataError(
+                    f"{', '.join(map(str, failed or targets))}: cannot write ({exc.strerror or exc})"
+                ) from exc
             done: list[Path] = []
             for tmp, t in zip(temps, targets):
                 try:
@@ -314,3 +329,43 @@ def files_digest(*paths: str | os.PathLike) -> str:
             h.update(b"<absent>")
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------- integrity digests
+DIGEST_KEY = "sha256"  # the key under which a sidecar / meta file records its artefact's content digest
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Full hex sha256 of a file's bytes (what `sha256sum` prints), read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_digest(
+    path: str | os.PathLike, recorded: Any, recorded_in: str | os.PathLike, error: type[Exception] = DataError
+) -> bool:
+    """Check that `path` still has the sha256 its writer recorded (in `recorded_in`): bytes flipped, a file
+    edited or swapped after it was written is a one-line error naming the file, not a silently different result.
+    An artefact written before digests were recorded (`recorded` None) is accepted with a warning; returns
+    whether a digest was checked."""
+    import logging
+
+    if recorded is None:
+        logging.getLogger(__name__).warning(
+            "%s: no content digest recorded in %s (written by an older bench); not verified", path, recorded_in
+        )
+        return False
+    if not isinstance(recorded, str) or len(recorded) != 64:
+        raise error(f"{recorded_in}: key '{DIGEST_KEY}' = {recorded!r}: expected the 64-hex-digit sha256 of {path}")
+    actual = sha256_file(path)
+    if actual != recorded:
+        raise error(
+            f"{path}: content does not match the sha256 recorded in {recorded_in} (recorded {recorded[:12]}..., "
+            f"file {actual[:12]}...): changed or corrupted after it was written; regenerate it"
+        )
+    return True

@@ -61,6 +61,8 @@ rule latency:
         code=code_version("commands/latency.py", "analysis/latency.py", "reporting/latency.py", "rewards/", "decoding/"),
     log:
         f"{W}/logs/analysis/latency.log",
+    benchmark:
+        f"{BENCHMARKS}/latency.tsv",
     threads: res("latency", "threads")
     resources:
         mem_mb=res("latency", "mem_mb"),
@@ -80,7 +82,7 @@ def rank_prefix_files(task):
     held-out training texts."""
     files = []
     for gtask, info in GEN_TASKS.items():
-        if info["task"] != task:
+        if info["task"] != task or info.get("prompt_set"):  # extra prompt sets (challenging) leave the pool as it was
             continue
         if config["generation"]["plain"]:
             files.append(f"{W}/gen/{gtask}/plain_b0_k{config['tasks'][task]['top_k'][0]}.jsonl")
@@ -129,6 +131,8 @@ rule rank:
         code=code_version("commands/rank.py", "analysis/", "rewards/", "reporting/rank.py"),
     log:
         f"{W}/logs/analysis/rank.log",
+    benchmark:
+        f"{BENCHMARKS}/rank.tsv",
     priority: 5  # one long job on the trained models: start it before the generations it can run beside
     threads: res("rank", "threads")
     resources:
@@ -142,9 +146,59 @@ rule rank:
         " --fig-growth {output.fig_growth:q} > {log:q} 2>&1"
 
 
+def sweep_gen_tasks():
+    """The rank sweep reads each task's main prompt set (extra prompt sets such as challenging are left out)."""
+    return [g for g, info in GEN_TASKS.items() if not info.get("prompt_set")]
+
+
+def sweep_summaries():
+    return [f"{W}/scores/{g}/{run}.csv" for g in sweep_gen_tasks() for run in gen_runs(g)]
+
+
+def sweep_families():
+    return list(dict.fromkeys(GEN_TASKS[g]["task"] for g in sweep_gen_tasks()))
+
+
+RANK_SWEEP = RANK["sweep"] and bool(sweep_gen_tasks())
+
+
+rule rank_sweep:
+    input:
+        summaries=sweep_summaries(),
+        scores=[s[: -len(".csv")] + ".jsonl" for s in sweep_summaries()],
+        reward_table=f"{RESULTS}/tables/reward_models.csv",
+        rank_table=f"{RESULTS}/tables/rank.csv" if RANK["enabled"] and rank_tasks() and rank_methods() else [],
+    output:
+        csv=f"{RESULTS}/tables/rank_sweep.csv",
+        md=f"{RESULTS}/tables/rank_sweep.md",
+        figs=[f"{FIGURES}/rank_sweep_{f}.png" for f in sweep_families()],
+    params:
+        rank=lambda wc, input: f"--rank-table {_q(input.rank_table)}" if input.rank_table else "",
+        stats=stats_args(),
+        tables=f"{RESULTS}/tables",
+        figures=FIGURES,
+        code=code_version("commands/rank_sweep.py", "reporting/", "metrics/aggregate.py", "metrics/comparisons.py"),
+    log:
+        f"{W}/logs/analysis/rank_sweep.log",
+    benchmark:
+        f"{BENCHMARKS}/rank_sweep.tsv",
+    threads: res("report", "threads")
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+        gpu=0,
+    shell:
+        "MPLBACKEND=Agg {BENCH} rank-sweep --summaries {input.summaries:q} --scores {input.scores:q} {params.stats}"
+        " --reward-table {input.reward_table:q} {params.rank} --out-dir {params.tables:q}"
+        " --fig-dir {params.figures:q} > {log:q} 2>&1"
+
+
 def analysis_targets():
     """Outputs of the enabled analyses (targets of `rule all`)."""
     out = []
+    if RANK_SWEEP:
+        out += [f"{RESULTS}/tables/rank_sweep.csv", f"{RESULTS}/tables/rank_sweep.md"]
+        out += [f"{FIGURES}/rank_sweep_{f}.png" for f in sweep_families()]
     if LATENCY["enabled"]:
         out += [f"{RESULTS}/tables/latency.csv", f"{RESULTS}/tables/latency.md", f"{FIGURES}/latency.png"]
     if RANK["enabled"] and rank_tasks() and rank_methods():

@@ -6,9 +6,12 @@ def train_part(wc):
 
 
 def prompt_set(wc):
-    """`rtp` (toxicity prompts) or `sentiment-<neutral|positive|negative>`."""
+    """`rtp` (toxicity prompts), `rtp-<name>` (the toxicity task's `prompt_sets`, e.g. challenging) or
+    `sentiment-<neutral|positive|negative>`."""
     if wc.pset == "rtp":
         return config["tasks"]["toxicity"]["prompts"], None
+    if wc.pset.startswith("rtp-"):
+        return config["tasks"]["toxicity"]["prompt_sets"][wc.pset[len("rtp-"):]], None
     kind = wc.pset.split("-", 1)[1]
     p = config["tasks"]["sentiment"]["prompts"]
     return p, kind
@@ -22,6 +25,8 @@ rule convert:
         code=code_version("commands/convert.py"),
     log:
         f"{W}/logs/convert/{{slug}}.log",
+    benchmark:
+        f"{BENCHMARKS}/convert/{{slug}}.tsv",
     threads: res("convert", "threads")
     resources:
         mem_mb=res("convert", "mem_mb"),
@@ -49,6 +54,8 @@ rule prepare_train:
         code=code_version("commands/prepare.py", "data/"),
     log:
         f"{W}/logs/prepare/{{task}}.part{{part}}.log",
+    benchmark:
+        f"{BENCHMARKS}/prepare_train/{{task}}.part{{part}}.tsv",
     threads: res("prepare", "threads")
     priority: 10  # on the way to training, the longest chain (Snakemake's priority does not flow upstream)
     resources:
@@ -71,6 +78,8 @@ rule merge_splits:
         heldout=f"{W}/data/{{task}}/heldout.jsonl",
     log:
         f"{W}/logs/prepare/{{task}}.merge.log",
+    benchmark:
+        f"{BENCHMARKS}/merge_splits/{{task}}.tsv",
     priority: 10  # on the way to training; else a free core goes to generation jobs with larger inputs first
     shell:
         "(cat {input.train:q} > {output.train:q} && cat {input.heldout:q} > {output.heldout:q}) 2> {log:q}"
@@ -82,7 +91,7 @@ rule prepare_prompts:
     output:
         f"{W}/data/prompts/{{pset}}.jsonl",
     wildcard_constraints:
-        pset=r"rtp|sentiment-(neutral|positive|negative)",
+        pset=r"rtp(-[a-z0-9]+)?|sentiment-(neutral|positive|negative)",
     params:
         dataset=lambda wc: prompt_set(wc)[0]["dataset"],
         source=lambda wc: resolve_source(prompt_set(wc)[0]["source"]),
@@ -90,12 +99,15 @@ rule prepare_prompts:
         n=lambda wc: prompt_set(wc)[0].get("n_by_type", {}).get(prompt_set(wc)[1], prompt_set(wc)[0]["n"]),
         options=lambda wc: " ".join(
             (["--allow-fewer"] if prompt_set(wc)[0]["allow_fewer"] else [])
+            + (["--challenging"] if prompt_set(wc)[0]["challenging"] else [])
             + ([f"--max-toxicity {prompt_set(wc)[0]['max_toxicity']}"] if prompt_set(wc)[0]["max_toxicity"] is not None else [])
         ),
         seed=SEED,
         code=code_version("commands/prepare.py", "data/"),
     log:
         f"{W}/logs/prepare/prompts.{{pset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/prepare_prompts/{{pset}}.tsv",
     # seconds of work that every generation of the task (and so the rank analysis) waits on: with priority 0
     # the scheduler kept preferring generations with larger inputs, and the study's sentiment prompts waited
     priority: 10
@@ -126,6 +138,8 @@ rule fit_sentiment:
         code=code_version("commands/fit_sentiment.py", "metrics/"),
     log:
         f"{W}/logs/fit_sentiment.log",
+    benchmark:
+        f"{BENCHMARKS}/fit_sentiment.tsv",
     threads: res("fit_sentiment", "threads")
     resources:
         mem_mb=res("fit_sentiment", "mem_mb"),

@@ -49,7 +49,7 @@ rule score:
         scores=f"{W}/scores/{{gtask}}/{{run}}.jsonl",
         summary=f"{W}/scores/{{gtask}}/{{run}}.csv",
     wildcard_constraints:
-        gtask=r"toxicity|sentiment-to-\w+-from-\w+",
+        gtask=r"toxicity(-[a-z0-9]+)?|sentiment-to-\w+-from-\w+",
         run=r"[\w.+-]+",
     params:
         args=score_args,
@@ -57,6 +57,8 @@ rule score:
         code=code_version("commands/score.py", "metrics/"),
     log:
         f"{W}/logs/score/{{gtask}}/{{run}}.log",
+    benchmark:
+        f"{BENCHMARKS}/score/{{gtask}}/{{run}}.tsv",
     threads: res("score", "threads")
     resources:
         mem_mb=res("score", "mem_mb"),

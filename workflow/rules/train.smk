@@ -45,6 +45,8 @@ rule train:
         code=code_version("commands/train.py", "rewards/", "training/", "data/"),
     log:
         f"{W}/logs/train/{{task}}.{{param}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train/{{task}}.{{param}}.tsv",
     threads: res("train", "threads")
     priority: 10  # every generation waits on a trained model: start these first
     resources:
@@ -73,6 +75,8 @@ rule train_distill:
         code=code_version("commands/train.py", "rewards/", "training/", "data/"),
     log:
         f"{W}/logs/train/{{task}}.{{param}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_distill/{{task}}.{{param}}.tsv",
     threads: res("train", "threads")
     priority: 10  # every generation waits on a trained model: start these first
     resources:
