@@ -84,7 +84,9 @@ def build_parser(argv: list[str] | None = None, *, every_command: bool = False) 
 
 def main(argv: list[str] | None = None) -> int:
     from bench.utils.logs import setup_logging
+    from bench.utils.progress import quiet_library_bars
 
+    quiet_library_bars()  # before build_parser imports the command's libraries
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -200,3 +200,23 @@ def test_training_logs_steps_with_rate_eta_and_loss(tmp_path, monkeypatch, caplo
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train arm: ")]
     assert [x.split(",")[0] for x in lines] == [f"train arm: {i}/4 steps ({25.0 * i:.1f}%)" for i in (1, 2, 3, 4)]
     assert all("ETA " in x and ", loss " in x for x in lines[:3]) and ", done, loss " in lines[3]
+
+
+def test_library_bars_are_off_in_logs(tmp_path):
+    """transformers draws its own "Loading weights" bar with carriage returns; off a terminal, bench switches it
+    off before the library is imported (the control without the switch shows the bar, so the check can fail)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)).save_pretrained(tmp_path)
+    load = f"from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained({str(tmp_path)!r})"
+    env = {k: v for k, v in os.environ.items() if k not in P.LIBRARY_BAR_SWITCHES}
+    runs = {}
+    for quiet in (False, True):
+        prefix = "from bench.utils.progress import quiet_library_bars; quiet_library_bars(); " if quiet else ""
+        res = subprocess.run(
+            [sys.executable, "-c", prefix + load], capture_output=True, env=env, cwd=REPO, timeout=300
+        )  # bytes: text mode would turn the carriage returns into newlines
+        assert res.returncode == 0, res.stderr[-2000:]
+        runs[quiet] = res.stderr.decode("utf-8", "replace")
+    assert "\r" in runs[False] and "Loading weights" in runs[False]
+    assert "\r" not in runs[True] and "Loading weights" not in runs[True]

@@ -30,10 +30,24 @@ def _norm(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
+def _environment_distributions():
+    """Distributions installed in this environment's site-packages: not the copies a package vendors
+    (setuptools' `_vendor`, which importing pkg_resources puts on sys.path), which pip never installed."""
+    import site
+    import sysconfig
+
+    roots = {Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}
+    roots |= {Path(p).resolve() for p in site.getsitepackages()}
+    for dist in metadata.distributions():
+        where = getattr(dist, "_path", None)
+        if where is None or Path(where).resolve().parent in roots:
+            yield dist
+
+
 def installed() -> dict[str, str]:
     """Normalised distribution name -> version of everything importable here (first one on sys.path wins)."""
     out: dict[str, str] = {}
-    for dist in metadata.distributions():
+    for dist in _environment_distributions():
         name = dist.metadata["Name"]
         if name:
             out.setdefault(_norm(name), dist.version)
@@ -45,7 +59,7 @@ def installed_without_deps(names: set[str]) -> set[str]:
     from packaging.requirements import Requirement
 
     out = set()
-    for dist in metadata.distributions():
+    for dist in _environment_distributions():
         name = _norm(dist.metadata["Name"] or "")
         for text in dist.requires or []:
             req = Requirement(text)

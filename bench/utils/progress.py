@@ -53,6 +53,18 @@ def on_terminal() -> bool:
         return False
 
 
+LIBRARY_BAR_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+
+
+def quiet_library_bars() -> None:
+    """Off a terminal, switch off the bars transformers / huggingface_hub / datasets draw themselves (e.g.
+    transformers' "Loading weights" bar, which writes a carriage return into every rule log). They read these
+    switches when first imported, so this runs before any command module is imported; a user's own setting wins."""
+    if not on_terminal():
+        for name in LIBRARY_BAR_SWITCHES:
+            os.environ.setdefault(name, "1")
+
+
 def duration(seconds: float) -> str:
     """3s, 4m05s, 2h03m."""
     if not math.isfinite(seconds):
