@@ -42,7 +42,9 @@ try:
         config.clear()
         config.update(merge_config(read_yaml(Path(workflow.basedir) / "config" / "default.yaml"), _over))
     _source = " + ".join(map(str, workflow.overwrite_configfiles)) or "config/default.yaml"
-    validate_config(config, source=_source)  # also parses every extra_args with its command's parser
+    # The main process also parses every extra_args with its command's parser (imports torch); a job's own
+    # re-read of the same config (a SLURM job, a subprocess) skips that repeat.
+    validate_config(config, source=_source, command_args=workflow.is_main_process)
     check_sources(config, source=_source)  # every data source resolved now: a folder for a file fails here
 except BenchError as _exc:
     raise WorkflowError(str(_exc)) from None

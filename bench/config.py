@@ -83,8 +83,13 @@ def _non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
     return None
 
 
-def validate_config(config: dict, schema: dict | None = None, source: str = "config") -> dict:
-    """Validate `config` in place (defaults filled) and return it; raise ConfigError naming the key."""
+def validate_config(
+    config: dict, schema: dict | None = None, source: str = "config", command_args: bool = True
+) -> dict:
+    """Validate `config` in place (defaults filled) and return it; raise ConfigError naming the key.
+
+    `command_args=False` skips parsing the extra-arguments strings with their commands' parsers (which imports
+    torch): for a process that re-reads a config its main process already checked, e.g. a Snakemake job."""
     import jsonschema
 
     if not isinstance(config, dict):
@@ -113,7 +118,8 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
                     f"tasks.{name}.attributes {task['attributes']}"
                 )
     config.setdefault("work_dir", f"runs/{config['name']}")
-    check_command_args(config, source)
+    if command_args:
+        check_command_args(config, source)
     check_scorer_specs(config, source)
     return config
 
