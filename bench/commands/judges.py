@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.metrics.calibration import Calibrated
     from bench.metrics.judges import flag_divergence, gap_change_vs_plain, pair_stats, setting_stats
     from bench.metrics.registry import build_scorer
-    from bench.reporting.agreement_judges import write_judge_tables
+    from bench.reporting.agreement_judges import JUDGE_COLUMNS, write_judge_tables
     from bench.reporting.tables import PLAIN, attach_scores, load_summaries
     from bench.utils.io import check_writable
 
@@ -150,22 +150,7 @@ def run(args: argparse.Namespace) -> int:
                         cal_cv_toxic_rate_bias=cv.get("cal_toxic_rate_bias", math.nan),
                     )
                 else:
-                    row.update(
-                        {
-                            k: math.nan
-                            for k in (
-                                "cal_avg_max_toxicity",
-                                "cal_avg_max_toxicity_lo",
-                                "cal_avg_max_toxicity_hi",
-                                "cal_toxic_rate",
-                                "cal_toxic_rate_lo",
-                                "cal_toxic_rate_hi",
-                                "cal_cv_mae",
-                                "cal_cv_mean_bias_sd",
-                                "cal_cv_toxic_rate_bias",
-                            )
-                        }
-                    )
+                    row.update({k: math.nan for k in JUDGE_COLUMNS if k.startswith("cal_")})  # no calibration
                 judge_rows.append(row)
             for a, b in itertools.combinations([s.name for s in scorers], 2):
                 both = per_judge[a][1] is not None and per_judge[b][1] is not None
