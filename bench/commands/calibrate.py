@@ -82,7 +82,7 @@ def _digest(path: Path) -> str:
 
 def write_table(csv_path: Path, md_path: Path, rows: list[dict]) -> None:
     """The error table as CSV and Markdown (into the given paths: `atomic_outputs` temporaries)."""
-    from bench.reporting.format import fmt
+    from bench.reporting.format import fmt, md_table
 
     with open(csv_path, "w", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS, lineterminator="\n")
@@ -107,7 +107,7 @@ def write_table(csv_path: Path, md_path: Path, rows: list[dict]) -> None:
             "mean bias raw",
             "toxic-rate bias raw",
         ]
-        fh.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+        cells = []
         for r in rows:
             pm = [
                 f"{fmt(r[k], '.3f')} ± {fmt(r[k + '_sd'], '.3f')}"
@@ -116,7 +116,8 @@ def write_table(csv_path: Path, md_path: Path, rows: list[dict]) -> None:
             raw = [
                 fmt(r[k], "+.3f" if "bias" in k else ".3f") for k in ("raw_mae", "raw_mean_bias", "raw_toxic_rate_bias")
             ]
-            fh.write("| " + " | ".join([r["judge"], str(r["n"]), *pm, *raw]) + " |\n")
+            cells.append([r["judge"], str(r["n"]), *pm, *raw])
+        fh.write(md_table(head, cells))
 
 
 def run(args: argparse.Namespace) -> int:

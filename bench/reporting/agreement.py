@@ -6,7 +6,7 @@ import csv
 import math
 from pathlib import Path
 
-from bench.reporting.format import fmt
+from bench.reporting.format import fmt, md_table
 from bench.utils.io import atomic_open
 
 COLUMNS = [
@@ -69,12 +69,10 @@ def write_tables(out: Path, rows: list[dict], choice: dict | None = None) -> Pat
             "continuations, which no judge trained on. AUC: positives are Perspective >= 0.5 or label 1; "
             "CIs: bootstrap over texts. Versions: see the CSV.\n\n"
         )
-        fh.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
-        for r in rows:
-            ref = f"**{r['reference']}**" if r["headline"] else r["reference"]
-            cells = [
+        cells = [
+            [
                 r["judge"],
-                ref,
+                f"**{r['reference']}**" if r["headline"] else r["reference"],
                 r["trained_on_it"],
                 str(r["n"]),
                 str(r["n_positive"]),
@@ -83,7 +81,9 @@ def write_tables(out: Path, rows: list[dict], choice: dict | None = None) -> Pat
                 _num(r["texts_per_s"], ".0f"),
                 r["note"],
             ]
-            fh.write("| " + " | ".join(c.replace("|", "/") for c in cells) + " |\n")
+            for r in rows
+        ]
+        fh.write(md_table(head, cells))
         if choice:
             vs = "; ".join(f"{j}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for j, (d, lo, hi) in choice["versus"].items())
             fh.write(

@@ -7,7 +7,7 @@ import csv
 import math
 from pathlib import Path
 
-from bench.reporting.format import fmt
+from bench.reporting.format import fmt, md_table
 from bench.utils.io import atomic_outputs
 
 JUDGE_COLUMNS = [
@@ -114,9 +114,8 @@ def _judges_md(path: Path, rows: list[dict]) -> None:
             "toxic rate (raw)",
             "toxic rate (calibrated)",
         ]
-        fh.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
-        for r in rows:
-            cells = [
+        cells = [
+            [
                 f"{r['task']}: {_label(r)}",
                 r["judge"] + (" (*)" if r["primary"] else ""),
                 _ci(r, "avg_max_toxicity"),
@@ -124,7 +123,9 @@ def _judges_md(path: Path, rows: list[dict]) -> None:
                 _ci(r, "toxic_rate"),
                 _ci(r, "cal_toxic_rate"),
             ]
-            fh.write("| " + " | ".join(cells) + " |\n")
+            for r in rows
+        ]
+        fh.write(md_table(head, cells))
 
 
 def _pairs_md(path: Path, rows: list[dict], args) -> None:
@@ -138,9 +139,8 @@ def _pairs_md(path: Path, rows: list[dict], args) -> None:
             "from plain's (paired CI of the change, prompts resampled jointly, excluding 0).\n\n"
         )
         head = ["setting", "judges", "scale", "Spearman [95% CI]", "Δ vs plain", "gap [95% CI]", "Δ vs plain", "flag"]
-        fh.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
-        for r in rows:
-            cells = [
+        cells = [
+            [
                 f"{r['task']}: {_label(r)}",
                 f"{r['judge_a']} vs {r['judge_b']}",
                 r["scale"],
@@ -150,7 +150,9 @@ def _pairs_md(path: Path, rows: list[dict], args) -> None:
                 _ci(r, "gap_vs_plain", "+.3f"),
                 f"**DIVERGES**: {r['reason']}" if r["diverges"] else "",
             ]
-            fh.write("| " + " | ".join(cells) + " |\n")
+            for r in rows
+        ]
+        fh.write(md_table(head, cells))
 
 
 def write_judge_tables(outs: list[Path], judge_rows: list[dict], pair_rows: list[dict], args) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import DataError
+from bench.reporting.format import md_table
 from bench.utils.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -443,7 +444,7 @@ def flags_markdown(flags: pd.DataFrame, tables: Sequence[str]) -> str:
         )
     return (
         head
-        + _md_table(["Table", "Method", "β", "k", "Flag", "Compared", "Δ [95% CI]"], rows, left=2)
+        + md_table(["Table", "Method", "β", "k", "Flag", "Compared", "Δ [95% CI]"], rows, left=2)
         + f"\n{FLAG_NOTE}\n"
     )
 
@@ -590,15 +591,6 @@ def _write(path: Path, fmt: str, df: pd.DataFrame, markdown: Callable[[pd.DataFr
     return path
 
 
-def _md_table(headers: list[str], rows: list[list[str]], left: int) -> str:
-    lines = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join(":---" if i < left else "---:" for i in range(len(headers))) + "|",
-    ]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 # ------------------------------------------------------------------------------------------ matched fluency
 MATCHED_NOTE = (
     "Fluency is the geometric-mean PPL (exp of the mean log PPL: robust to the few degenerate "
@@ -636,7 +628,7 @@ def matched_markdown(df: pd.DataFrame) -> str:
                     str(r["reason"] or ""),
                 ]
             )
-        out.append(_md_table(["Method", "PPL (geo.) level", "Value", "defined", "Δ vs RAD", "note"], rows, left=1))
+        out.append(md_table(["Method", "PPL (geo.) level", "Value", "defined", "Δ vs RAD", "note"], rows, left=1))
     return "\n".join(out) + f"\n{MATCHED_NOTE}\n"
 
 
@@ -732,7 +724,7 @@ def reward_models_markdown(df: pd.DataFrame) -> str:
         "teacher's rewards on held-out prefixes (observed next tokens) and on the candidates distillation "
         "trains on. Train time on the machine that ran it (a loaded machine inflates it)."
     )
-    return _md_table(head, rows, left=2) + f"\n{note}\n"
+    return md_table(head, rows, left=2) + f"\n{note}\n"
 
 
 def write_reward_models(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = ("csv", "md")) -> list[Path]:
