@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,13 @@ def _orthonormal(n: int, r: int, seed: int) -> torch.Tensor:
 
 SIGMA = [10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.05]  # sigma/sigma_1 = 1 ... 0.02, 0.005: every ratio a factor >= 2
 # from the thresholds 1e-2 and 1e-3, so no count depends on the SVD's last bit
+
+
+def rank_outputs(out: Path) -> list[str]:
+    """`bench rank`'s output flags, every file under `out` (rank.csv / rank.md are the tables the tests read)."""
+    names = {"--out-csv": "rank.csv", "--out-md": "rank.md", "--out-vs-n-csv": "vs.csv", "--out-vs-n-md": "vs.md"}
+    names |= {"--fig-spectrum": "s.png", "--fig-growth": "g.png", "--out-spectrum": "spec.csv"}
+    return [x for flag, name in names.items() for x in (flag, str(out / name))]
 
 
 def test_known_rank_recovered_exactly():
@@ -203,20 +211,7 @@ def test_rank_command_end_to_end(tmp_path):
             "48",
             "--chunk-size",
             "16",
-            "--out-csv",
-            str(out / "rank.csv"),
-            "--out-md",
-            str(out / "rank.md"),
-            "--out-vs-n-csv",
-            str(out / "vs.csv"),
-            "--out-vs-n-md",
-            str(out / "vs.md"),
-            "--fig-spectrum",
-            str(out / "s.png"),
-            "--fig-growth",
-            str(out / "g.png"),
-            "--out-spectrum",
-            str(out / "spec.csv"),
+            *rank_outputs(out),
         ]
     )
     assert rc == 0

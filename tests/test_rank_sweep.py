@@ -24,6 +24,7 @@ from bench.errors import DataError
 from bench.rewards import registry
 from bench.rewards.base import RewardConfig
 from tests.conftest import TINY_GPT2
+from tests.test_rank import rank_outputs
 
 BOS = 50256  # GPT-2's <|endoftext|>: the reward model reads it first
 
@@ -129,20 +130,7 @@ def test_bench_rank_measures_at_most_r_plus_one(tmp_path):
             "60",
             "--n-columns",
             "48",
-            "--out-csv",
-            str(out / "rank.csv"),
-            "--out-md",
-            str(out / "rank.md"),
-            "--out-vs-n-csv",
-            str(out / "vs.csv"),
-            "--out-vs-n-md",
-            str(out / "vs.md"),
-            "--fig-spectrum",
-            str(out / "s.png"),
-            "--fig-growth",
-            str(out / "g.png"),
-            "--out-spectrum",
-            str(out / "spec.csv"),
+            *rank_outputs(out),
         ]
     )
     assert rc == 0
