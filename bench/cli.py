@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("bench.commands.tables", "collect per-run summaries into CSV / Markdown / LaTeX tables"),
     "figures": ("bench.commands.figures", "trade-off figures (toxicity / positive rate vs. fluency)"),
     "compare": ("bench.commands.compare", "check a run's tables against reference tables within their CIs"),
+    "conclusions": (
+        "bench.commands.conclusions",
+        "which paired verdicts (vs plain, vs RAD) two tables folders of the same study share",
+    ),
     "report": ("bench.commands.report", "self-contained HTML report: interactive trade-offs, sampled continuations"),
     "export": ("bench.commands.export", "a run's generations and per-continuation scores as a Parquet data set"),
     "latency": ("bench.commands.latency", "fixed-protocol decoding latency benchmark"),

@@ -16,6 +16,9 @@ if [ "${1:-}" = "--lock" ]; then
   $PY -m pip install -q -r requirements/lock-cpu.txt
   $PY -m pip install -q --no-deps -r requirements/lock-cpu-nodeps.txt
   $PY -m pip install -q --no-deps -e .
+  # the lock's digest, in the environment: tests/test_pinning.py then holds the environment to the lock
+  $PY -c "import sys; from pathlib import Path; from bench.commands.environment import LOCK_MARKER, lock_digest
+Path(sys.prefix, LOCK_MARKER).write_text(lock_digest(Path('requirements/lock-cpu.txt')) + '\n')"
   echo "bench installed from the lock: $($PY -m bench --help | head -1)"
   exit 0
 elif [ -n "${1:-}" ]; then

