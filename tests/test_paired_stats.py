@@ -133,6 +133,31 @@ def test_matched_fluency_hand_made_sweep():
     assert math.isnan(got["arm", 5.0]["vs_rad"])
 
 
+def test_matched_fluency_rule_variant_is_paired_with_its_clamp_model():
+    """`arm+centered` is compared with `arm` (same model, papers' clamp) at the same level: hand-computed on a
+    degenerate bootstrap; `arm` itself and RAD get no such column."""
+    n = 4
+    runs = [
+        _run("plain", tox=[[0.5]] * n, ppl=[[10.0]] * n),
+        _run("rad", tox=[[0.1]] * n, ppl=[[40.0]] * n),
+        _run("arm", tox=[[0.2]] * n, ppl=[[40.0]] * n),
+        _run("arm+centered", tox=[[0.3]] * n, ppl=[[20.0]] * n),
+    ]
+    keys = [
+        {"method": "plain", "beta": 0},
+        {"method": "rad", "beta": 10},
+        {"method": "arm", "beta": 10},
+        {"method": "arm+centered", "beta": 10},
+    ]
+    got = {r["method"]: r for r in matched_fluency(keys, runs, [2.0], n_boot=50, seed=0)}
+    arm20 = 0.5 - 0.3 * math.log(2) / math.log(4)  # arm's sweep plain -> (40, 0.2), at PPL 20
+    assert got["arm+centered"]["value"] == pytest.approx(0.3)
+    assert got["arm+centered"]["vs_rule_ref"] == pytest.approx(0.3 - arm20)
+    assert got["arm+centered"]["vs_rule_ref_lo"] == pytest.approx(0.3 - arm20) == got["arm+centered"]["vs_rule_ref_hi"]
+    assert got["arm+centered"]["vs_rad"] == pytest.approx(0.0, abs=1e-12)  # RAD at PPL 20: 0.5 - 0.4 / 2 = 0.3
+    assert math.isnan(got["arm"]["vs_rule_ref"]) and math.isnan(got["rad"]["vs_rule_ref"])
+
+
 def test_matched_fluency_is_on_the_geometric_mean_ppl():
     """A sweep point whose mean PPL is carried by one text: its geometric mean (20) is exactly plain's 2x, so
     the value at 2x is that point's own; on the arithmetic mean (25) it would be interpolated (0.5 -> 0.3)."""

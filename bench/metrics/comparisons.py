@@ -198,8 +198,10 @@ def matched_fluency(
     seed: int = 0,
     stats: Sequence[str] = MATCHED,
 ) -> list[dict]:
-    """Rows (method, metric, level, ppl_level, value[_lo/_hi], boot_defined, vs_rad[_lo/_hi], reason) of ONE
-    task and k. Needs a plain run (the sweeps' common start and the levels' reference)."""
+    """Rows (method, metric, level, ppl_level, value[_lo/_hi], boot_defined, vs_rad[_lo/_hi], vs_rule_ref[_lo/_hi],
+    reason) of ONE task and k. vs_rule_ref: a `<parametrization>+<rule>` method minus the same parametrization
+    under the reference rule (clamp), paired. Needs a plain run (the sweeps' common start and the levels'
+    reference)."""
     plain = [i for i, k in enumerate(keys) if k["method"] == "plain"]
     if not plain:
         return []
@@ -249,6 +251,9 @@ def matched_fluency(
                     "vs_rad": math.nan,
                     "vs_rad_lo": math.nan,
                     "vs_rad_hi": math.nan,
+                    "vs_rule_ref": math.nan,
+                    "vs_rule_ref_lo": math.nan,
+                    "vs_rule_ref_hi": math.nan,
                     "reason": "",
                 }
                 if not math.isfinite(v):
@@ -263,5 +268,11 @@ def matched_fluency(
                         row["vs_rad_lo"], row["vs_rad_hi"] = percentile_ci(rv - rad_rv)
                     elif not math.isfinite(rad_v) and math.isfinite(v):
                         row["reason"] = "RAD's sweep does not reach the level"
+                ref = m.partition("+")[0]  # `<parametrization>+<rule>` vs the same model under the papers' clamp
+                if ref != m and ref in values:
+                    ref_v, ref_rv = values[ref]
+                    row["vs_rule_ref"] = v - ref_v
+                    if math.isfinite(row["vs_rule_ref"]) and rv is not None:
+                        row["vs_rule_ref_lo"], row["vs_rule_ref_hi"] = percentile_ci(rv - ref_rv)
                 rows.append(row)
     return rows

@@ -195,6 +195,9 @@ def matched_fluency_table(df: pd.DataFrame, levels: Sequence[float], n_boot: int
                 "vs_rad",
                 "vs_rad_lo",
                 "vs_rad_hi",
+                "vs_rule_ref",
+                "vs_rule_ref_lo",
+                "vs_rule_ref_hi",
                 "reason",
             ]
         )
@@ -602,6 +605,10 @@ MATCHED_NOTE = (
     "Δ vs RAD: paired difference at the same level; * marks a CI that excludes 0. "
     "'–' with a reason: the sweep does not reach the level (never extrapolated)."
 )
+RULE_NOTE = (
+    "Δ vs clamp (a method decoded with another reward rule): paired difference to the same reward model under "
+    "the papers' clamp rule at the same level."
+)
 
 
 def matched_markdown(df: pd.DataFrame) -> str:
@@ -611,6 +618,7 @@ def matched_markdown(df: pd.DataFrame) -> str:
             "and plain decoding plus a β sweep of a method at the same k.\n"
         )
     out = []
+    rules = "vs_rule_ref" in df and bool(df["vs_rule_ref"].notna().any())
     for (task, k, metric), part in df.groupby(["task", "top_k", "metric"], sort=False):
         scale, digits, name = (
             (100.0, 1, "positive rate (%)") if metric == "positive_rate" else (1.0, 3, "avg. max toxicity")
@@ -625,11 +633,21 @@ def matched_markdown(df: pd.DataFrame) -> str:
                     fmt_ci(r, "value", digits, scale),
                     "–" if _num(r["boot_defined"]) is None else f"{r['boot_defined']:.0%}",
                     fmt_diff(r, "vs_rad", digits, scale),
+                    *([fmt_diff(r, "vs_rule_ref", digits, scale)] if rules else []),
                     str(r["reason"] or ""),
                 ]
             )
-        out.append(md_table(["Method", "PPL (geo.) level", "Value", "defined", "Δ vs RAD", "note"], rows, left=1))
-    return "\n".join(out) + f"\n{MATCHED_NOTE}\n"
+        head = [
+            "Method",
+            "PPL (geo.) level",
+            "Value",
+            "defined",
+            "Δ vs RAD",
+            *(["Δ vs clamp"] if rules else []),
+            "note",
+        ]
+        out.append(md_table(head, rows, left=1))
+    return "\n".join(out) + f"\n{MATCHED_NOTE}" + (f" {RULE_NOTE}" if rules else "") + "\n"
 
 
 def write_matched_fluency(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = ("csv", "md")) -> list[Path]:
