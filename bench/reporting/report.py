@@ -352,6 +352,10 @@ def _comparison_html(comparison: tuple[pd.DataFrame, str] | None, note: str | No
     )
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "every value identical"
     shown = rows[rows["verdict"] != "identical"] if len(rows) else rows
-    return f"<p>{verdict} (reference: <code>{html.escape(where)}</code>; {html.escape(summary)})</p>" + (
-        _table(shown) if len(shown) else ""
+    # the rows that differ, folded: a long list must not push the charts off the first screen
+    details = (
+        f"<details class='compare'><summary>{len(shown)} rows that differ</summary>{_table(shown)}</details>"
+        if len(shown)
+        else ""
     )
+    return f"<p>{verdict} (reference: <code>{html.escape(where)}</code>; {html.escape(summary)})</p>" + details
