@@ -255,6 +255,7 @@ def data_card(cont: pd.DataFrame, settings: pd.DataFrame, prov: dict) -> str:
         "",
         "```python",
         "from datasets import load_dataset",
+        "",
         'ds = load_dataset("parquet", data_files="data/continuations.parquet", split="train")',
         "```",
         "",
