@@ -102,7 +102,8 @@ def compare_tables(ref: Table, run: Table, keys: list[str] | None = None) -> pd.
         dup = side.frame.duplicated(keys)
         if dup.any():
             raise DataError(f"{side.where}: rows are not unique on the key columns {keys}")
-    merged = ref.frame.merge(run.frame, on=keys, how="outer", suffixes=("@ref", "@run"), indicator=True)
+    # consolidated copies: wide tables read column by column otherwise make merge warn about fragmentation
+    merged = ref.frame.copy().merge(run.frame.copy(), on=keys, how="outer", suffixes=("@ref", "@run"), indicator=True)
     out = []
     for _, row in merged.iterrows():
         setting = {k: row[k] for k in keys}
