@@ -70,15 +70,17 @@ def _hash_sources():
 
 
 CODE_FILES = _hash_sources()
-COMMON_CODE = ("__init__.py", "__main__.py", "cli.py", "errors.py", "utils/", "models/")
+# cli.py is not here: it only dispatches to a command's module (adding a subcommand must not re-run a study)
+COMMON_CODE = ("__init__.py", "__main__.py", "errors.py", "utils/", "models/")
 
 
-def code_version(*parts):
-    """Hash of the bench sources a rule runs: the common core plus the given subpackages / modules."""
+def code_version(*parts, exclude=()):
+    """Hash of the bench sources a rule runs: the common core plus the given subpackages / modules, less
+    `exclude` (modules of a listed subpackage the rule never imports)."""
     h = hashlib.sha256()
     for rel, digest in CODE_FILES.items():
         wanted = COMMON_CODE + parts
-        if any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in wanted):
+        if rel not in exclude and any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in wanted):
             h.update(f"{rel}:{digest}\n".encode())
     return h.hexdigest()[:16]
 

@@ -54,7 +54,8 @@ rule score:
     params:
         args=score_args,
         cache=SCORE_CACHE,
-        code=code_version("commands/score.py", "metrics/"),
+        # the tables' paired / matched-fluency statistics are not scoring: editing them re-runs tables, not scores
+        code=code_version("commands/score.py", "metrics/", exclude=("metrics/comparisons.py",)),
     log:
         f"{W}/logs/score/{{gtask}}/{{run}}.log",
     benchmark:
