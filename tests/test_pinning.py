@@ -208,6 +208,29 @@ def test_embedded_cache_is_keyed_by_the_gguf_content(tmp_path, monkeypatch):
         embedded.embedded_model_path("smollm2-135m")
 
 
+@pytest.mark.slow  # two real GGUF loads of SmolLM2-135M (~15-30 s each)
+def test_embedded_model_converts_into_an_empty_cache(tmp_path, monkeypatch):
+    """A new user's first run: the GGUF converts into an empty $BENCH_CACHE (transformers needs `accelerate`, a
+    declared dependency, to read GGUF: a missing one fails here, not in a user's first `snakemake`), and the
+    saved safetensors give the GGUF-loaded model's logits exactly (the conversion is lossless)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bench.models import embedded
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    path = embedded.embedded_model_path("smollm2-135m")
+    assert path.parent == tmp_path / "cache" / "models" and any(path.glob("*.safetensors"))
+    gguf = embedded._gguf_path(embedded.EMBEDDED["smollm2-135m"])
+    assert json.loads((path / embedded.SOURCE_FILE).read_text())["gguf_sha256"] == embedded.gguf_digest(gguf)
+    ids = torch.tensor([[1, 504, 3458, 282, 260, 1345]])
+    with torch.no_grad():
+        saved = AutoModelForCausalLM.from_pretrained(path).eval()(ids).logits
+        direct = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
+        direct = direct.eval()(ids).logits
+    assert torch.isfinite(saved).all() and torch.equal(saved, direct)
+
+
 # ----------------------------------------------------------------------------------------------- environment
 def test_environment_record_and_digest(tmp_path):
     from bench.commands.environment import installed, packages_digest, record
